@@ -1,0 +1,1 @@
+"""Post-hoc analysis of sweep results: runs, Pareto fronts, plots, reports, benchmarks."""

@@ -1,0 +1,382 @@
+"""Load a sweep's trials into a pandas DataFrame: from MLflow (the normal path) or a Ray Tune directory.
+
+MLflow layout written by the sweep launcher (``sweeps/launch.py``) and the trial driver
+(``trainables/trainable.py``): experiment = sweep name; one parent run per launch with tag
+``arx.role=sweep`` (+ ``arx.objectives`` JSON, ``arx.tune_name``, artifact ``sweep.yaml``); one child run per
+trial with tags ``mlflow.parentRunId``, ``arx.role=trial``, ``arx.trial_id``, ``arx.regime``, ``arx.dataset``,
+``arx.backbone``, ``arx.status`` (completed | failed | running) and ``arx.failure_reason``.
+
+The trial table has one row per trial and these columns:
+
+* ``run_id``, ``run_name``, ``trial_id``, ``regime``, ``dataset``, ``backbone``, ``status``
+  (``completed`` | ``failed`` | ``running``), ``failure_reason``, ``parent_run_id``, ``experiment_id``,
+  ``start_time`` (pandas Timestamp, UTC), ``run_link`` (MLflow UI URL, empty without a run id);
+* every final metric under its key (``acc/top1``, ``robust/pgd``, ``train/loss`` = last epoch, ...);
+* every parameter as ``params.<flattened name>`` (``params.regime.params.eps``, ``params.optim.lr``), with
+  numbers converted back from MLflow's strings when a whole column parses as numbers.
+
+``df.attrs`` holds ``experiment_id``, ``experiment_name``, ``parent_run_id``, ``objectives`` (the parent's
+``arx.objectives``, or None), ``tracking_uri`` and ``source`` ("mlflow" | "tune").
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from trainables.errors import ArxError
+
+ROLE_TAG, STATUS_TAG, REASON_TAG, PARENT_TAG = "arx.role", "arx.status", "arx.failure_reason", "mlflow.parentRunId"
+BASE_COLUMNS = ["trial_id", "regime", "status", "failure_reason", "run_id", "run_name", "dataset", "backbone",
+                "parent_run_id", "experiment_id", "start_time", "run_link"]
+PARAM_PREFIX = "params."
+DEFAULT_UI = "http://127.0.0.1:5000"   # what ``arx ui`` serves
+
+
+@dataclass
+class SweepRef:
+    """One sweep in a tracking store: its experiment and its parent run (None if it has none)."""
+    experiment_id: str
+    experiment_name: str
+    parent_run_id: str | None
+    name: str                                   # the parent's run name (Tune name, e.g. "default-2") or the experiment's
+    objectives: list[dict] | None = None        # parsed ``arx.objectives``
+    constraints: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def ui_base(tracking_uri: str, ui_url: str | None = None) -> str:
+    """The MLflow UI address for run links: ``ui_url``, else ``ARX_MLFLOW_UI``, else an http(s) tracking URI
+    itself, else ``http://127.0.0.1:5000`` (``arx ui``)."""
+    base = ui_url or os.environ.get("ARX_MLFLOW_UI")
+    if not base and str(tracking_uri).startswith(("http://", "https://")):
+        base = str(tracking_uri)
+    return (base or DEFAULT_UI).rstrip("/")
+
+
+def run_link(base: str, experiment_id: str | None, run_id: str | None) -> str:
+    if not run_id or not experiment_id:
+        return ""
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def _client(tracking_uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _search_all(client, exp_ids: list[str], filter_string: str = "", order_by: list[str] | None = None):
+    out, token = [], None
+    while True:
+        page = client.search_runs(exp_ids, filter_string, max_results=1000, order_by=order_by, page_token=token)
+        out.extend(page)
+        token = page.token
+        if not token:
+            return out
+
+
+def _parse_objectives(tag: str | None) -> list[dict] | None:
+    if not tag:
+        return None
+    try:
+        val = json.loads(tag)
+    except ValueError:
+        return None
+    if not isinstance(val, list):
+        return None
+    out = []
+    for o in val:
+        if isinstance(o, dict) and "key" in o:
+            out.append({"key": str(o["key"]), "direction": o.get("direction") or o.get("mode")})
+        elif isinstance(o, str):
+            out.append({"key": o, "direction": None})
+    return out or None
+
+
+def _ref_from_parent(exp, run) -> SweepRef:
+    tags = dict(run.data.tags)
+    try:
+        constraints = json.loads(tags.get("arx.constraints", "[]"))
+    except ValueError:
+        constraints = []
+    return SweepRef(experiment_id=exp.experiment_id, experiment_name=exp.name, parent_run_id=run.info.run_id,
+                    name=tags.get("arx.tune_name") or run.info.run_name or exp.name,
+                    objectives=_parse_objectives(tags.get("arx.objectives")),
+                    constraints=[str(c) for c in constraints] if isinstance(constraints, list) else [], tags=tags)
+
+
+def list_sweeps(tracking_uri: str) -> list[SweepRef]:
+    """Every sweep parent run (``arx.role=sweep``) in the store, newest first."""
+    client = _client(tracking_uri)
+    exps = {e.experiment_id: e for e in client.search_experiments()}
+    if not exps:
+        return []
+    runs = _search_all(client, list(exps), f"tags.`{ROLE_TAG}` = 'sweep'", order_by=["attributes.start_time DESC"])
+    runs.sort(key=lambda r: (r.info.start_time or 0), reverse=True)
+    return [_ref_from_parent(exps[r.info.experiment_id], r) for r in runs]
+
+
+def resolve_sweep(tracking_uri: str, sweep: str | None = None) -> SweepRef:
+    """Find a sweep by name: ``None`` = the newest parent run in the store; otherwise the newest parent run
+    whose Tune name / run name equals ``sweep``, else the newest parent run of the experiment ``sweep``
+    (several launches of one sweep share its experiment), else an experiment ``sweep`` without a parent
+    run (its trial runs are then taken as they are). Raises ``ArxError`` listing the known sweeps."""
+    sweeps = list_sweeps(tracking_uri)
+    if sweep is None:
+        if not sweeps:
+            raise ArxError(f"no sweep found in the MLflow store {tracking_uri} (run `arx sweep` first)")
+        return sweeps[0]
+    for s in sweeps:
+        if s.name == sweep or s.parent_run_id == sweep:
+            return s
+    for s in sweeps:
+        if s.experiment_name == sweep:
+            return s
+    client = _client(tracking_uri)
+    exp = client.get_experiment_by_name(sweep)
+    if exp is not None:
+        return SweepRef(exp.experiment_id, exp.name, None, exp.name)
+    known = sorted({s.name for s in sweeps} | {s.experiment_name for s in sweeps})
+    raise ArxError(f"no sweep {sweep!r} in the MLflow store {tracking_uri}; known sweeps: "
+                   + (", ".join(known) if known else "none (run `arx sweep` first)"))
+
+
+def _convert_params(df: pd.DataFrame) -> pd.DataFrame:
+    for col in [c for c in df.columns if c.startswith(PARAM_PREFIX)]:
+        s = df[col]
+        present = s.dropna()
+        present = present[present.astype(str).str.lower() != "none"]
+        if not len(present):
+            continue
+        num = pd.to_numeric(present, errors="coerce")
+        if num.notna().all() and not present.astype(str).str.lower().isin(["true", "false"]).any():
+            df[col] = pd.to_numeric(s.where(s.astype(str).str.lower() != "none"), errors="coerce")
+    return df
+
+
+def _status(tags: dict, run_status: str) -> str:
+    s = tags.get(STATUS_TAG)
+    if s in ("completed", "failed"):
+        return s
+    if s == "running" or s is None:
+        if run_status == "FINISHED" and s is None:
+            return "completed"
+        if run_status in ("FAILED", "KILLED"):
+            return "failed"
+        return "running"
+    return str(s)
+
+
+def _trial_row(run, base: str) -> dict[str, Any]:
+    tags = dict(run.data.tags)
+    info = run.info
+    status = _status(tags, info.status)
+    reason = tags.get(REASON_TAG, "")
+    if status == "running" and not reason:
+        reason = f"no final status (MLflow run {info.status})"
+    row: dict[str, Any] = {
+        "trial_id": tags.get("arx.trial_id") or info.run_name or info.run_id[:8],
+        "regime": tags.get("arx.regime") or run.data.params.get("regime.name") or "?",
+        "status": status, "failure_reason": reason, "run_id": info.run_id, "run_name": info.run_name or "",
+        "dataset": tags.get("arx.dataset", run.data.params.get("dataset.name", "")),
+        "backbone": tags.get("arx.backbone", run.data.params.get("model.backbone", "")),
+        "parent_run_id": tags.get(PARENT_TAG, ""), "experiment_id": info.experiment_id,
+        "start_time": pd.to_datetime(info.start_time, unit="ms", utc=True) if info.start_time else pd.NaT,
+        "run_link": run_link(base, info.experiment_id, info.run_id),
+    }
+    row.update({k: float(v) for k, v in run.data.metrics.items()})
+    row.update({PARAM_PREFIX + k: v for k, v in run.data.params.items()})
+    return row
+
+
+def empty_frame() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in BASE_COLUMNS})
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    if not rows:
+        return empty_frame()
+    df = pd.DataFrame(rows)
+    metric_cols = sorted(c for c in df.columns if c not in BASE_COLUMNS and not c.startswith(PARAM_PREFIX))
+    param_cols = sorted(c for c in df.columns if c.startswith(PARAM_PREFIX))
+    df = df[[c for c in BASE_COLUMNS if c in df.columns] + metric_cols + param_cols]
+    for c in metric_cols:
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    df = _convert_params(df)
+    return df.reset_index(drop=True)
+
+
+def load_runs(tracking_uri: str, experiment_name: str | None = None, parent_run_id: str | None = None,
+              all_launches: bool = False, ui_url: str | None = None) -> pd.DataFrame:
+    """The trials of a sweep as a DataFrame (one row per trial run; see the module docstring for columns).
+
+    ``experiment_name`` is the sweep name (or a Tune name such as ``default-2``, or None = the newest sweep in
+    the store). By default only the children of that sweep's newest parent run are loaded (one launch);
+    ``parent_run_id`` selects another launch, ``all_launches=True`` loads every trial run of the experiment.
+    An experiment without a parent run yields all its runs that are not sweep parents.
+    """
+    if parent_run_id is not None:
+        client = _client(tracking_uri)
+        parent = client.get_run(parent_run_id)
+        ref = _ref_from_parent(client.get_experiment(parent.info.experiment_id), parent)
+    else:
+        ref = resolve_sweep(tracking_uri, experiment_name)
+    return load_sweep_runs(tracking_uri, ref, all_launches=all_launches, ui_url=ui_url)
+
+
+def load_sweep_runs(tracking_uri: str, ref: SweepRef, all_launches: bool = False,
+                    ui_url: str | None = None) -> pd.DataFrame:
+    """``load_runs`` for an already resolved ``SweepRef``."""
+    client = _client(tracking_uri)
+    base = ui_base(tracking_uri, ui_url)
+    if ref.parent_run_id and not all_launches:
+        runs = _search_all(client, [ref.experiment_id], f"tags.`{PARENT_TAG}` = '{ref.parent_run_id}'")
+    else:
+        runs = [r for r in _search_all(client, [ref.experiment_id])
+                if r.data.tags.get(ROLE_TAG) != "sweep"]
+    runs.sort(key=lambda r: (r.info.start_time or 0, r.info.run_id))
+    df = _frame([_trial_row(r, base) for r in runs])
+    df.attrs.update(experiment_id=ref.experiment_id, experiment_name=ref.experiment_name,
+                    parent_run_id=ref.parent_run_id, sweep_name=ref.name, objectives=ref.objectives,
+                    constraints=ref.constraints, tracking_uri=tracking_uri, source="mlflow", ui_base=base)
+    return df
+
+
+# ---------------------------------------------------------------------------------------------------
+# Ray Tune results directory
+# ---------------------------------------------------------------------------------------------------
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _last_json_line(path: Path) -> dict:
+    last: dict = {}
+    if not path.is_file():
+        return last
+    with open(path, errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                try:
+                    last = json.loads(line)
+                except ValueError:
+                    continue
+    return last
+
+
+def _tune_states(exp_dir: Path) -> dict[str, dict]:
+    """Per trial dir name: Tune's status / last result from the newest ``experiment_state-*.json``."""
+    states = sorted(exp_dir.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    if not states:
+        return {}
+    try:
+        data = json.loads(states[-1].read_text())
+    except ValueError:
+        return {}
+    out = {}
+    for item in data.get("trial_data", []):
+        try:
+            trial, runtime = json.loads(item[0]), json.loads(item[1])
+        except (ValueError, TypeError, IndexError):
+            continue
+        logdir = trial.get("relative_logdir") or trial.get("trial_id")
+        out[str(logdir)] = {"status": trial.get("status"), "last_result": runtime.get("last_result") or {},
+                            "trial_id": trial.get("trial_id")}
+    return out
+
+
+def _error_reason(trial_dir: Path) -> str:
+    err = trial_dir / "error.txt"
+    if not err.is_file():
+        return ""
+    lines = [ln.strip() for ln in err.read_text(errors="replace").splitlines() if ln.strip()]
+    return (lines[-1] if lines else "error")[:2000]
+
+
+def _find_tune_experiment(path: Path) -> Path:
+    if any(path.glob("*/params.json")):
+        return path
+    cands = [p for p in path.iterdir() if p.is_dir() and any(p.glob("*/params.json"))] if path.is_dir() else []
+    if not cands:
+        raise ArxError(f"{path}: not a Ray Tune experiment directory (no trial directories with params.json)")
+    return max(cands, key=lambda p: p.stat().st_mtime)
+
+
+def load_tune_results(path: str | os.PathLike, ui_url: str | None = None, tracking_uri: str = "") -> pd.DataFrame:
+    """The trials of a Tune experiment directory (``RESULTS/ray/<sweep>``, or a directory holding such
+    experiments: the newest is taken) as the same table as ``load_runs``.
+
+    Read from the files (no Ray import): per trial directory ``params.json`` (the trial's config; the
+    TrialConfig under ``trial`` becomes the ``params.*`` columns) and the last line of ``result.json``
+    (final metrics). Status: ``failed`` with ``error.txt`` (its last line is the reason) or an
+    ``arx_failed`` result; ``completed`` with an ``arx_done`` result or Tune status TERMINATED; otherwise
+    ``running``. Run links appear when the results carry ``mlflow_run_id``.
+    """
+    exp_dir = _find_tune_experiment(Path(path))
+    states = _tune_states(exp_dir)
+    base = ui_base(tracking_uri, ui_url)
+    rows = []
+    for trial_dir in sorted(p for p in exp_dir.iterdir() if p.is_dir() and (p / "params.json").is_file()):
+        try:
+            config = json.loads((trial_dir / "params.json").read_text())
+        except ValueError:
+            config = {}
+        state = states.get(trial_dir.name, {})
+        result = _last_json_line(trial_dir / "result.json") or dict(state.get("last_result") or {})
+        trial_cfg = config.get("trial", config) if isinstance(config, dict) else {}
+        reason = _error_reason(trial_dir) or str(result.get("arx_failed") or "")
+        if reason or state.get("status") == "ERROR":
+            status = "failed"
+            reason = reason or "Tune trial ERROR"
+        elif result.get("arx_done") or result.get("done") or state.get("status") == "TERMINATED":
+            status = "completed"
+        else:
+            status = "running"
+            reason = f"no final result (Tune status {state.get('status') or 'unknown'})"
+        regime = trial_cfg.get("regime", {}) if isinstance(trial_cfg, dict) else {}
+        run_id = result.get("mlflow_run_id") or ""
+        tracking = config.get("tracking", {}) if isinstance(config, dict) else {}
+        row: dict[str, Any] = {
+            "trial_id": str(result.get("trial_id") or state.get("trial_id") or trial_dir.name),
+            "regime": regime.get("name", "?") if isinstance(regime, dict) else str(regime),
+            "status": status, "failure_reason": reason, "run_id": run_id, "run_name": trial_dir.name,
+            "dataset": (trial_cfg.get("dataset") or {}).get("name", "") if isinstance(trial_cfg, dict) else "",
+            "backbone": (trial_cfg.get("model") or {}).get("backbone", "") if isinstance(trial_cfg, dict) else "",
+            "parent_run_id": tracking.get("parent_run_id", "") if isinstance(tracking, dict) else "",
+            "experiment_id": "", "start_time": pd.NaT, "run_link": "",
+        }
+        for k, v in result.items():
+            if "/" in k and isinstance(v, (int, float)) and not isinstance(v, bool):
+                row[k] = float(v)
+        if isinstance(trial_cfg, dict):
+            row.update({PARAM_PREFIX + k: v for k, v in _flatten(trial_cfg).items()
+                        if not isinstance(v, (list, dict))})
+        rows.append(row)
+    df = _frame(rows)
+    df.attrs.update(experiment_id="", experiment_name=exp_dir.name, parent_run_id=None, sweep_name=exp_dir.name,
+                    objectives=None, constraints=[], tracking_uri=tracking_uri, source="tune", ui_base=base)
+    return df
+
+
+def completed(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["status"] == "completed"] if "status" in df.columns else df
+
+
+def is_nan(v: Any) -> bool:
+    try:
+        return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NaT
+    except TypeError:
+        return False

@@ -1,0 +1,1 @@
+"""The arx CLI, the sweep spec and the launcher."""

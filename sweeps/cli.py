@@ -1,0 +1,95 @@
+"""The ``arx`` command line: train, sweep, report, ui, bench.
+
+User mistakes (``ArxError``) print one line and exit with status 2; no traceback.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from sweeps.console import console, err_console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="arx: accuracy x robustness x explainability sweeps on Ray.")
+RESULTS = Path(os.environ.get("ARX_RESULTS", "arx_results"))
+ResultsOpt = typer.Option(RESULTS, "--results", help="results directory (MLflow store, Ray storage, reports)")
+
+
+@app.command()
+def train(config: Optional[Path] = typer.Argument(None, help="TrialConfig YAML (default: built-in defaults)"),
+          set_: List[str] = typer.Option([], "--set", help="override, e.g. --set optim.lr=0.01"),
+          results: Path = ResultsOpt,
+          address: Optional[str] = typer.Option(None, help="Ray cluster address (default: local Ray)")):
+    """Run one trial through the real Ray Train path and print its final metrics."""
+    from sweeps.single import run_single
+
+    run_single(config, set_, results, address)
+
+
+@app.command()
+def sweep(config: Optional[Path] = typer.Argument(None, help="sweep YAML (default: the embedded default sweep)"),
+          resume: bool = typer.Option(False, "--resume", help="continue an interrupted sweep of the same name"),
+          dry_run: bool = typer.Option(False, "--dry-run", help="print the search space and resource plan only"),
+          results: Path = ResultsOpt,
+          address: Optional[str] = typer.Option(None, help="Ray cluster address (or RAY_ADDRESS)"),
+          set_: List[str] = typer.Option([], "--set", help="override a spec field, e.g. --set num_samples=4")):
+    """Run a multi-objective sweep (Ray Tune + Optuna), tracked in MLflow."""
+    from sweeps.launch import run_sweep
+
+    run_sweep(config, results, resume=resume, dry_run=dry_run, address=address, overrides=set_)
+
+
+@app.command()
+def report(sweep_name: Optional[str] = typer.Argument(None, help="sweep name (default: the latest sweep)"),
+           results: Path = ResultsOpt,
+           out: Optional[Path] = typer.Option(None, help="output directory (default: RESULTS/reports/SWEEP)")):
+    """Write the Pareto-front HTML report (+ PNGs) of a sweep and log it to its MLflow parent run."""
+    from sweeps.reporting import run_report
+
+    run_report(sweep_name, results, out)
+
+
+@app.command()
+def ui(results: Path = ResultsOpt, port: int = typer.Option(5000, help="port on 127.0.0.1")):
+    """Serve the MLflow UI for the results' tracking store on 127.0.0.1."""
+    from trainables.tracking import default_tracking_uri
+
+    uri = default_tracking_uri(results)
+    console.print(f"MLflow UI for {uri}\n  open http://127.0.0.1:{port}  (Ctrl-C to stop)")
+    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                               "--host", "127.0.0.1", "--port", str(port)])
+
+
+@app.command()
+def bench(suites: List[str] = typer.Argument(None, help="suites to run (default: all)"),
+          quick: bool = typer.Option(False, help="smaller sizes, for a smoke run")):
+    """Performance ratios against peer libraries (speed targets live here, not in tests)."""
+    from analysis.bench import BENCHES
+    from sweeps.console import rows_table
+
+    names = suites or BENCHES.names()
+    for name in names:
+        rows = BENCHES.get(name)(quick=quick)
+        cols = list(dict.fromkeys(k for r in rows for k in r))
+        console.print(rows_table(f"arx bench {name}", rows, cols))
+
+
+def main() -> None:
+    from trainables.errors import ArxError
+
+    try:
+        app()
+    except ArxError as e:
+        err_console.print(f"arx: error: {e}", markup=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("arx: interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

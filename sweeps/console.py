@@ -1,0 +1,35 @@
+"""Console output for the CLI: rich tables and progress lines (library code logs; only the CLI prints)."""
+from __future__ import annotations
+
+import math
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def fmt(v) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.4g}"
+    return str(v)
+
+
+def metrics_table(title: str, metrics: dict[str, float]) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k in sorted(metrics):
+        if "/" in k:
+            table.add_row(k, fmt(metrics[k]))
+    return table
+
+
+def rows_table(title: str, rows: list[dict], columns: list[str]) -> Table:
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c, justify="right" if c not in ("regime", "status", "trial", "reason") else "left")
+    for r in rows:
+        table.add_row(*[fmt(r.get(c, "")) for c in columns])
+    return table

@@ -1,0 +1,229 @@
+"""The sweep launcher: Ray Tune ``Tuner`` over the trial function + ``OptunaSearch`` + MLflow + resume.
+
+One sweep = one Tune experiment (named after the sweep, no timestamps) = one Optuna study in an RDB =
+one MLflow parent run; every trial is a nested child run created by the trial driver.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import ray
+from ray import tune
+
+from sweeps.console import console, rows_table
+from sweeps.plan import make_plan
+from sweeps.raysession import TRIAL_SLOT, init_ray
+from sweeps.space import ArxOptunaSearch, SearchSpace
+from sweeps.spec import SweepSpec, load_spec
+from trainables.config import TrialConfig
+from trainables.errors import ArxError, ConfigError
+from trainables.tracking import default_tracking_uri, get_or_create_experiment
+from trainables.trainable import tune_trial
+
+
+def make_sampler(spec: SweepSpec, space: SearchSpace):
+    import optuna
+
+    s = spec.sampler
+    if s.name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=s.seed, population_size=s.population_size or max(2, min(spec.num_samples, 50)))
+    if s.name == "tpe":
+        return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, group=True)
+    if s.name == "random":
+        return optuna.samplers.RandomSampler(seed=s.seed)
+    grid = {}
+    if len(spec.regimes) > 1:
+        grid["regime"] = list(spec.regimes)
+    spaces = {f"search.{k}": (k, d) for k, d in spec.search.items()}
+    spaces |= {f"regimes.{r}.{k}": (f"{r}.{k}", d) for r, ps in spec.regimes.items() for k, d in ps.items()}
+    for where, (name, d) in spaces.items():
+        if d.type == "fixed":
+            continue
+        if d.type != "categorical":
+            raise ConfigError(f"sampler.name: grid needs categorical or fixed parameters; {where} is {d.type}")
+        grid[name] = d.choices
+    return optuna.samplers.GridSampler(grid, seed=s.seed)
+
+
+def sweep_paths(spec: SweepSpec, results: Path) -> dict[str, str]:
+    results = results.resolve()
+    results.mkdir(parents=True, exist_ok=True)
+    return {
+        "storage": spec.storage_path or str(results / "ray"),
+        "tracking": spec.tracking_uri or default_tracking_uri(results),
+        "optuna": spec.optuna_storage or f"sqlite:///{results / 'optuna.db'}",
+    }
+
+
+def _experiment_exists(storage: str, name: str) -> bool:
+    return "://" not in storage and (Path(storage) / name / "tuner.pkl").exists()
+
+
+def validate_space(space: SearchSpace) -> None:
+    """Every corner of the space must give a valid TrialConfig (fail before launching anything)."""
+    for data in space.corner_configs():
+        try:
+            TrialConfig.parse(data)
+        except ConfigError as e:
+            raise ConfigError(f"search space of regime {data['regime']['name']!r}: {e}") from None
+
+
+def parent_run(spec: SweepSpec, uri: str, name: str, resume: bool, config_path: Path | None) -> str:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = get_or_create_experiment(client, spec.name)
+    if resume:
+        runs = client.search_runs([exp_id], f"tags.`arx.role` = 'sweep' and tags.`arx.tune_name` = '{name}'",
+                                  max_results=1)
+        if runs:
+            client.update_run(runs[0].info.run_id, status="RUNNING")
+            return runs[0].info.run_id
+    tags = {"arx.role": "sweep", "arx.tune_name": name, "arx.objectives": json.dumps(
+        [{"key": o.key, "direction": o.mode} for o in spec.objectives]),
+        "arx.constraints": json.dumps([str(c) for c in spec.constraints]),
+        "arx.git_sha": _git_sha(), "arx.ray_version": ray.__version__, "arx.torch_version": _torch_version()}
+    run = client.create_run(exp_id, tags=tags, run_name=name)
+    import yaml
+
+    client.log_text(run.info.run_id, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), "sweep.yaml")
+    return run.info.run_id
+
+
+def _git_sha() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    except Exception:
+        return "unknown"
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
+class SweepProgress(tune.Callback):
+    """One line per finished trial and per epoch (rank 0's report), with the objectives."""
+
+    def __init__(self, objectives: list[str], total: int):
+        self.objectives, self.total, self.done, self.t0 = objectives, total, 0, time.perf_counter()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if not result.get("arx_done") and "epoch" in result:
+            console.print(f"  [{trial.trial_id}] {trial.config.get('regime', '')} epoch {result['epoch'] + 1}"
+                          f" loss={result.get('train/loss', float('nan')):.4g}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.done += 1
+        vals = "  ".join(f"{k}={trial.last_result.get(k, float('nan')):.4g}" for k in self.objectives)
+        console.print(f"[{self.done}/{self.total}] trial {trial.trial_id} done "
+                      f"({time.perf_counter() - self.t0:.0f} s)  {vals}")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.done += 1
+        console.print(f"[{self.done}/{self.total}] trial {trial.trial_id} FAILED (see the summary)")
+
+
+def run_sweep(config: Path | None, results: Path, resume: bool = False, dry_run: bool = False,
+              address: str | None = None, overrides: list[str] | None = None):
+    spec = load_spec(config, overrides)
+    space = SearchSpace(spec)
+    validate_space(space)
+    paths = sweep_paths(spec, results)
+    base = spec.trial_base()
+    if dry_run:
+        return _print_dry_run(spec, space, paths, base, address)
+    cluster = init_ray(address)
+    plan = make_plan(base.resources, cluster, spec.num_samples, spec.max_concurrent,
+                     strict=not (address or os.environ.get("RAY_ADDRESS")))
+    name = _tune_name(spec, paths["storage"], resume)
+    for line in [f"arx sweep {spec.name!r} -> {name}", *plan.lines(), f"MLflow: {paths['tracking']}"]:
+        console.print(line)
+    parent = parent_run(spec, paths["tracking"], name, resume, config)
+    driver = {TRIAL_SLOT: 1} if TRIAL_SLOT in cluster else {"CPU": 0.01}
+    trainable = tune.with_resources(tune_trial, driver)
+    progress = SweepProgress(spec.metric_names, spec.num_samples)
+    if resume and _experiment_exists(paths["storage"], name):
+        tuner = tune.Tuner.restore(str(Path(paths["storage"]) / name) if "://" not in paths["storage"]
+                                   else f"{paths['storage']}/{name}", trainable=trainable,
+                                   resume_unfinished=True, resume_errored=False)
+    else:
+        tuner = _new_tuner(spec, space, trainable, name, paths, parent, plan.concurrent, progress)
+    grid = tuner.fit()
+    return _finish(spec, grid, paths, parent, name)
+
+
+def _tune_name(spec: SweepSpec, storage: str, resume: bool) -> str:
+    """The sweep's Tune experiment name: the sweep name, or name-2, -3 ... for a fresh re-run."""
+    if resume:
+        if not _experiment_exists(storage, spec.name) and "://" not in storage:
+            raise ArxError(f"--resume: no sweep {spec.name!r} under {storage} to resume")
+        n = 1
+        while _experiment_exists(storage, f"{spec.name}-{n + 1}"):
+            n += 1
+        return spec.name if n == 1 else f"{spec.name}-{n}"
+    name, n = spec.name, 1
+    while _experiment_exists(storage, name):
+        n += 1
+        name = f"{spec.name}-{n}"
+    return name
+
+
+def _new_tuner(spec, space, trainable, name, paths, parent, concurrent, progress):
+    searcher = ArxOptunaSearch(space=space, metric=spec.metric_names, mode=spec.modes,
+                               sampler=make_sampler(spec, space), study_name=name,
+                               storage=_optuna_storage(paths["optuna"]), constraints=spec.constraints)
+    param_space = {"tracking": {"uri": paths["tracking"], "experiment": spec.name, "parent_run_id": parent},
+                   "storage_path": paths["storage"], "train_max_failures": spec.retries.worker}
+    return tune.Tuner(
+        trainable, param_space=param_space,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=spec.num_samples,
+                                    max_concurrent_trials=concurrent),
+        run_config=tune.RunConfig(name=name, storage_path=paths["storage"], callbacks=[progress], verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=spec.retries.trial)),
+    )
+
+
+def _optuna_storage(url: str):
+    import optuna
+
+    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 30}}
+                                      if url.startswith("sqlite") else {})
+
+
+def _finish(spec, grid, paths, parent, name):
+    from sweeps.summary import summarize
+
+    return summarize(spec, grid, paths, parent, name)
+
+
+def _print_dry_run(spec, space, paths, base, address):
+    console.print(f"sweep {spec.name!r}: {spec.num_samples} trials, sampler {spec.sampler.name} "
+                  f"(seed {spec.sampler.seed}), regimes: {', '.join(spec.regimes)}")
+    console.print("objectives: " + ", ".join(f"{o.key} ({o.mode})" for o in spec.objectives)
+                  + ("; constraints: " + ", ".join(map(str, spec.constraints)) if spec.constraints else ""))
+    console.print(rows_table("search space", space.describe(), ["regime", "parameter", "distribution"]))
+    import multiprocessing
+
+    cluster = {"CPU": multiprocessing.cpu_count(), "GPU": _local_gpus()} if not address else {}
+    if cluster:
+        plan = make_plan(base.resources, cluster, spec.num_samples, spec.max_concurrent)
+        for line in plan.lines():
+            console.print("resources: " + line)
+    for k, v in paths.items():
+        console.print(f"{k}: {v}")
+    console.print("dry run: nothing was launched")
+    return None
+
+
+def _local_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()

@@ -1,0 +1,33 @@
+"""Starting / joining Ray for arx commands, with the environment the Train path needs."""
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+
+from trainables.errors import ArxError
+
+TRIAL_SLOT = "trial_slot"  # custom resource held by a trial driver instead of a CPU (DESIGN.md)
+
+
+def init_ray(address: str | None = None, trial_slots: int | None = None) -> dict:
+    """``ray.init`` on ``address`` (or RAY_ADDRESS), else a local cluster; returns the cluster resources."""
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    address = address or os.environ.get("RAY_ADDRESS")
+    if ray.is_initialized():
+        return ray.cluster_resources()
+    env_vars = {k: os.environ[k] for k in ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "RAY_TRAIN_V2_ENABLED",
+                                           "MLFLOW_TRACKING_URI", "OMP_NUM_THREADS") if k in os.environ}
+    kwargs = dict(runtime_env={"env_vars": env_vars}, logging_level=logging.WARNING,
+                  log_to_driver=True, configure_logging=True)
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(resources={TRIAL_SLOT: trial_slots or 64}, include_dashboard=False, **kwargs)
+    except ConnectionError as e:
+        raise ArxError(f"cannot reach the Ray cluster at {address!r}: {e}") from None
+    return ray.cluster_resources()

@@ -1,0 +1,236 @@
+"""The sweep spec: YAML -> ``SweepSpec`` (pydantic) -> Optuna define-by-run search space.
+
+```yaml
+name: shapes_default
+base: {dataset: {name: shapes}, evaluation: {groups: [accuracy, robustness, explain]}}  # a TrialConfig
+search:                       # optional, shared by every regime (dotted TrialConfig paths)
+  optim.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+regimes:                      # the regimes to include, each with its own space (sampled only when chosen)
+  standard: {}
+  fgsm_at: {eps: {type: float, low: 0.01, high: 0.06}}
+objectives: [{key: acc/top1, direction: max}, {key: robust/pgd, direction: max}]
+constraints: ["acc/top1 >= 0.5"]
+sampler: {name: nsga2, seed: 0}
+num_samples: 8
+```
+"""
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from trainables.config import ResourcesConfig, TrialConfig, apply_overrides, load_yaml
+from trainables.errors import ConfigError, format_validation_error
+from trainables.metrics.keys import KEYS
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FloatDist(_Strict):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
+    @model_validator(mode="after")
+    def _range(self):
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scale range needs low > 0")
+        return self
+
+
+class IntDist(_Strict):
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+
+    @model_validator(mode="after")
+    def _range(self):
+        if not self.low <= self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        return self
+
+
+class CategoricalDist(_Strict):
+    type: Literal["categorical"]
+    choices: list[Any] = Field(min_length=1)
+
+
+class FixedDist(_Strict):
+    type: Literal["fixed"]
+    value: Any
+
+
+Dist = Union[FloatDist, IntDist, CategoricalDist, FixedDist]
+
+
+class Objective(_Strict):
+    key: str
+    direction: Literal["max", "min"] | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _known(cls, v):
+        if v not in KEYS:
+            raise ValueError(f"unknown metric {v!r}; valid: {', '.join(sorted(k for k in KEYS if not k.startswith(('train/', 'cost/'))))}")
+        return v
+
+    @property
+    def mode(self) -> str:
+        return self.direction or KEYS[self.key].direction
+
+
+_CONSTRAINT = re.compile(r"^\s*([\w/]+)\s*(>=|<=)\s*([-+0-9.eE]+)\s*$")
+
+
+class Constraint(_Strict):
+    key: str
+    op: Literal[">=", "<="]
+    value: float
+
+    def violation(self, metrics: dict) -> float:
+        """Optuna convention: <= 0 is feasible."""
+        v = float(metrics[self.key])
+        return (self.value - v) if self.op == ">=" else (v - self.value)
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.op} {self.value:g}"
+
+
+class Sampler(_Strict):
+    name: Literal["nsga2", "tpe", "random", "grid"] = "nsga2"
+    seed: int = 0
+    population_size: int | None = Field(None, ge=2, description="NSGA-II population (default: min(num_samples, 50))")
+
+
+class Retries(_Strict):
+    trial: int = Field(0, ge=0, description="Tune-level retries of a failed trial (driver failures)")
+    worker: int = Field(2, ge=0, description="Train-level restarts after a worker failure (from the last checkpoint)")
+
+
+DEFAULT_OBJECTIVES = [{"key": "acc/top1"}, {"key": "robust/pgd"}, {"key": "explain/box_iou"}]
+
+
+class SweepSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    base: dict[str, Any] = Field(default_factory=dict, description="a TrialConfig shared by every trial")
+    search: dict[str, Dist] = Field(default_factory=dict)
+    regimes: dict[str, dict[str, Dist]] = Field(min_length=1)
+    objectives: list[Objective] = Field(default_factory=lambda: [Objective(**o) for o in DEFAULT_OBJECTIVES],
+                                        min_length=1)
+    constraints: list[Constraint] = Field(default_factory=list)
+    sampler: Sampler = Field(default_factory=Sampler)
+    num_samples: int = Field(8, ge=1)
+    max_concurrent: int | None = Field(None, ge=1, description="default: as many as the cluster's resources fit")
+    resources: ResourcesConfig | None = None
+    storage_path: str | None = Field(None, description="Ray storage (local dir, s3://, gs://); default RESULTS/ray")
+    tracking_uri: str | None = Field(None, description="MLflow; default MLFLOW_TRACKING_URI or RESULTS/mlflow.db")
+    optuna_storage: str | None = Field(None, description="Optuna RDB URL; default sqlite RESULTS/optuna.db")
+    retries: Retries = Field(default_factory=Retries)
+
+    @field_validator("constraints", mode="before")
+    @classmethod
+    def _parse_constraints(cls, v):
+        out = []
+        for item in v or []:
+            if isinstance(item, str):
+                m = _CONSTRAINT.match(item)
+                if not m:
+                    raise ValueError(f"constraint {item!r}: expected 'KEY >= VALUE' or 'KEY <= VALUE'")
+                item = {"key": m[1], "op": m[2], "value": float(m[3])}
+            out.append(item)
+        return out
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        from trainables.regimes import REGIMES
+
+        for name in self.regimes:
+            REGIMES.get(name)  # unknown regime -> lists the valid ones
+        base = self.trial_base()
+        for i, obj in enumerate(self.objectives):
+            _check_produced(obj.key, base, f"objectives[{i}]")
+        for i, c in enumerate(self.constraints):
+            if c.key not in KEYS:
+                raise ValueError(f"constraints[{i}]: unknown metric {c.key!r}")
+            _check_produced(c.key, base, f"constraints[{i}]")
+        keys = [o.key for o in self.objectives]
+        if len(set(keys)) != len(keys):
+            raise ValueError("objectives: each metric may appear once")
+        return self
+
+    # ---- derived ------------------------------------------------------------------------------
+    def trial_base(self) -> TrialConfig:
+        data = copy.deepcopy(self.base)
+        data.setdefault("name", self.name)
+        if self.resources is not None:
+            data["resources"] = self.resources.model_dump()
+        try:
+            return TrialConfig.model_validate(data)
+        except ValidationError as e:
+            raise ValueError(format_validation_error(e, prefix="base", model=TrialConfig)) from None
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [o.key for o in self.objectives]
+
+    @property
+    def modes(self) -> list[str]:
+        return [o.mode for o in self.objectives]
+
+    def trial_dict(self, regime: str, sampled: dict[str, Any]) -> dict[str, Any]:
+        """The full TrialConfig dict of one trial from the sampled values (names as in ``SearchSpace``)."""
+        data = self.trial_base().to_dict()
+        prefix = f"{regime}."
+        params: dict[str, Any] = {}
+        for name, value in sampled.items():
+            if name.startswith(prefix):
+                _set_path(params, name[len(prefix):], value)
+            elif name in self.search:
+                _set_path(data, name, value)
+        base_params = data["regime"]["params"] if data["regime"]["name"] == regime else {}
+        data["regime"] = {"name": regime, "params": {**base_params, **params}}
+        return data
+
+
+def _set_path(d: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        d = d.setdefault(p, {})
+    d[parts[-1]] = value
+
+
+def _check_produced(key: str, base: TrialConfig, where: str) -> None:
+    from trainables.evaluate import EVAL_GROUPS
+
+    group = KEYS[key].group
+    if group not in base.evaluation.groups:
+        raise ValueError(f"{where}: {key!r} is produced by the {group!r} evaluation group; "
+                         f"add it to base.evaluation.groups (now {list(base.evaluation.groups)})")
+    if group not in EVAL_GROUPS:
+        raise ValueError(f"{where}: {key!r} needs the {group!r} evaluation group, which this arx does not have")
+
+
+def load_spec(path: str | Path | None, overrides: list[str] | None = None) -> SweepSpec:
+    """Load and validate a sweep YAML (default: the embedded ``sweeps/configs/default.yaml``)."""
+    path = Path(path) if path else default_config_path()
+    data = apply_overrides(load_yaml(path), overrides or [])
+    try:
+        return SweepSpec.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"{path}: " + format_validation_error(e, model=SweepSpec)) from None
+
+
+def default_config_path() -> Path:
+    return Path(__file__).parent / "configs" / "default.yaml"

@@ -1,0 +1,77 @@
+"""End of a sweep: the results table, the failures with their reasons, the Pareto set; parent run closed."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from sweeps.console import console, rows_table
+
+
+def trial_rows(grid, objectives: list[str]) -> list[dict]:
+    rows = []
+    for res in grid:
+        m = res.metrics or {}
+        cfg = res.config or {}
+        trial = cfg.get("trial", {})
+        row = {"trial": m.get("trial_id") or _trial_id(res), "regime": trial.get("regime", {}).get("name", "?"),
+               "status": "failed" if res.error or not m.get("arx_done") else "completed"}
+        for k in objectives:
+            row[k] = float(m[k]) if k in m and m[k] is not None else math.nan
+        if res.error:
+            row["reason"] = _reason(res.error)
+        elif not m.get("arx_done"):
+            row["reason"] = m.get("arx_failed", "no final result")
+        row["params"] = {k: v for k, v in trial.get("regime", {}).get("params", {}).items()}
+        rows.append(row)
+    return rows
+
+
+def _trial_id(res) -> str:
+    path = getattr(res, "path", "") or ""
+    return path.rstrip("/").split("/")[-1].split("_")[1] if "_" in path else "?"
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    tail = [line for line in text if line.strip()]
+    return (tail[-1] if tail else type(err).__name__)[:300]
+
+
+def pareto_rows(rows: list[dict], objectives: list[str], modes: list[str]) -> list[dict]:
+    from analysis.pareto import non_dominated
+
+    done = [r for r in rows if r["status"] == "completed"]
+    if not done:
+        return []
+    df = pd.DataFrame([{k: r[k] for k in objectives} for r in done])
+    mask = non_dominated(df, objectives, modes)
+    return [r for r, keep in zip(done, mask) if keep]
+
+
+def summarize(spec, grid, paths, parent_run_id: str, name: str) -> dict:
+    objectives, modes = spec.metric_names, spec.modes
+    rows = trial_rows(grid, objectives)
+    front = pareto_rows(rows, objectives, modes)
+    cols = ["trial", "regime", "status", *objectives]
+    console.print(rows_table(f"sweep {name}: {len(rows)} trials", rows, cols))
+    failed = [r for r in rows if r["status"] == "failed"]
+    if failed:
+        console.print(rows_table("failed trials", failed, ["trial", "regime", "reason"]))
+    front_rows = [{**r, "settings": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                              for k, v in r["params"].items()) or "(defaults)"} for r in front]
+    console.print(rows_table("Pareto set (" + ", ".join(f"{k} {m}" for k, m in zip(objectives, modes)) + ")",
+                             front_rows, ["trial", "regime", *objectives, "settings"]))
+    _close_parent(paths["tracking"], parent_run_id, rows, front)
+    console.print(f"results: {paths['storage']}/{name}; MLflow: {paths['tracking']} (browse with `arx ui`)")
+    return {"name": name, "rows": rows, "pareto": front, "parent_run_id": parent_run_id}
+
+
+def _close_parent(uri: str, run_id: str, rows: list[dict], front: list[dict]) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    client.log_metric(run_id, "sweep/trials_completed", sum(r["status"] == "completed" for r in rows))
+    client.log_metric(run_id, "sweep/trials_failed", sum(r["status"] == "failed" for r in rows))
+    client.set_tag(run_id, "arx.pareto_trials", ",".join(str(r["trial"]) for r in front))
+    client.set_terminated(run_id, "FINISHED")

@@ -1,0 +1,117 @@
+"""Sweeps on the real stack: Ray Tune + OptunaSearch (multi-objective, RDB study) + nested MLflow runs."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from analysis.pareto import non_dominated
+from sweeps.launch import run_sweep
+
+pytestmark = pytest.mark.integration
+
+
+def _search(uri, **kwargs):
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(**kwargs)
+
+
+def _spec(tmp_path, name, regimes, num_samples, workers=1, extra=None):
+    spec = {
+        "name": name,
+        "base": {
+            "dataset": {"name": "shapes", "image_size": 32, "train_size": 96, "test_size": 48},
+            "model": {"backbone": "smallcnn"},
+            "optim": {"epochs": 1, "batch_size": 32, "lr": 3e-3},
+            "evaluation": {"groups": ["accuracy"], "num_images": 16},
+        },
+        "regimes": regimes,
+        "objectives": [{"key": "acc/top1", "direction": "max"}, {"key": "acc/top5", "direction": "max"}],
+        "sampler": {"name": "random", "seed": 0},
+        "num_samples": num_samples,
+        "resources": {"num_workers": workers},
+        **(extra or {}),
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _children(uri, name):
+    runs = _search(uri, experiment_names=[name])
+    return runs[runs["tags.arx.role"] == "trial"], runs[runs["tags.arx.role"] == "sweep"]
+
+
+def test_multiobjective_sweep_two_regimes_two_workers(ray_cluster, tmp_path):
+    regimes = {"standard": {}, "fgsm_at": {"eps": {"type": "float", "low": 0.01, "high": 0.05}}}
+    path = _spec(tmp_path, "it-mo", regimes, num_samples=4, workers=2)
+    out = run_sweep(path, tmp_path / "res")
+    uri = f"sqlite:///{(tmp_path / 'res' / 'mlflow.db').resolve()}"
+    study = optuna.load_study(study_name="it-mo", storage=f"sqlite:///{(tmp_path / 'res' / 'optuna.db').resolve()}")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 4 and all(len(t.values) == 2 for t in done)
+    assert {t.params.get("regime") for t in study.trials} <= {"standard", "fgsm_at"}
+    children, parents = _children(uri, "it-mo")
+    assert len(parents) == 1 and len(children) == 4
+    assert set(children["tags.mlflow.parentRunId"]) == {parents.iloc[0]["run_id"]}
+    assert children["metrics.acc/top1"].notna().all()
+    # the printed Pareto set is the non-dominated set of the MLflow runs
+    df = children[["tags.arx.trial_id", "metrics.acc/top1", "metrics.acc/top5"]].rename(
+        columns=lambda c: c.removeprefix("metrics."))
+    mask = non_dominated(df, ["acc/top1", "acc/top5"], ["max", "max"])
+    expected = set(df.loc[list(mask), "tags.arx.trial_id"])
+    assert {r["trial"] for r in out["pareto"]} == expected
+
+
+def test_failed_trial_is_tagged_and_sweep_completes(ray_cluster, tmp_path):
+    """A trial whose loss becomes NaN fails with the reason in MLflow; the other trial completes."""
+    regimes = {"standard": {}}
+    extra = {"search": {"optim.lr": {"type": "categorical", "choices": [3e-3, 1e30]}},
+             "sampler": {"name": "grid", "seed": 0}}
+    path = _spec(tmp_path, "it-nan", regimes, num_samples=2, extra=extra)
+    out = run_sweep(path, tmp_path / "res")
+    statuses = sorted(r["status"] for r in out["rows"])
+    assert statuses == ["completed", "failed"]
+    uri = f"sqlite:///{(tmp_path / 'res' / 'mlflow.db').resolve()}"
+    children, _ = _children(uri, "it-nan")
+    failed = children[children["tags.arx.status"] == "failed"]
+    assert len(failed) == 1 and "non-finite" in failed.iloc[0]["tags.arx.failure_reason"]
+    study = optuna.load_study(study_name="it-nan", storage=f"sqlite:///{(tmp_path / 'res' / 'optuna.db').resolve()}")
+    assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "FAIL"]
+
+
+def test_sigkill_and_resume_runs_nothing_twice(ray_cluster, tmp_path):
+    """SIGKILL the sweep driver after 2 finished trials; --resume finishes the rest, no duplicates."""
+    path = _spec(tmp_path, "it-kill", {"standard": {}}, num_samples=4,
+                 extra={"max_concurrent": 1, "search": {"optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2}}})
+    results = tmp_path / "res"
+    cmd = [sys.executable, "-m", "sweeps.cli", "sweep", str(path), "--results", str(results)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    log = open(tmp_path / "first.log", "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and "[2/4]" not in (tmp_path / "first.log").read_text():
+        time.sleep(1)
+    assert "[2/4]" in (tmp_path / "first.log").read_text(), (tmp_path / "first.log").read_text()[-3000:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(2)
+    second = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env, timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    uri = f"sqlite:///{(results / 'mlflow.db').resolve()}"
+    children, parents = _children(uri, "it-kill")
+    assert len(parents) == 1
+    assert len(children) == 4 and children["tags.arx.trial_id"].is_unique
+    assert (children["tags.arx.status"] == "completed").all()
+    # every trial reported its final result exactly once across both drivers
+    for result_file in (results / "ray" / "it-kill").glob("*/result.json"):
+        finals = [line for line in result_file.read_text().splitlines() if '"arx_done": true' in line]
+        assert len(finals) == 1, result_file

@@ -1,0 +1,1 @@
+"""Everything that runs inside a trial: data, models, regimes, attacks, explanations, metrics, the loop."""

@@ -1,0 +1,176 @@
+"""The Ray Train per-worker loop: plain PyTorch + ``prepare_model`` + ``ray.train.report``.
+
+Every rank: build data (DistributedSampler shard), model (regime surgery, DDP via ``prepare_model``),
+optimizer; restore the latest checkpoint; train epochs with the regime's ``loss``; all-reduce the epoch's
+logs; report each epoch (rank 0 attaches the checkpoint); evaluate once at the end, sharded across ranks.
+Side effects (MLflow) happen on rank 0 only. No science here: regimes, attacks and metrics live elsewhere.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from contextlib import nullcontext
+
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
+
+from trainables.config import TrialConfig
+from trainables.data import build_dataset
+from trainables.evaluate import EvalContext, evaluate
+from trainables.models import build_classifier, unwrap
+from trainables.optim import build_optimizer, build_scheduler
+from trainables.regimes import build_regime
+from trainables.tracking import RankZeroTracker
+
+STATE_FILE = "state.pt"
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN/inf: the trial fails deterministically (no retry)."""
+
+
+def _world() -> tuple[int, int]:
+    ctx = ray.train.get_context()
+    return ctx.get_world_rank(), ctx.get_world_size()
+
+
+def build_model_and_regime(cfg: TrialConfig, num_classes: int, in_chans: int):
+    model = build_classifier(cfg.model.backbone, cfg.model.num_classes or num_classes, in_chans,
+                             cfg.model.pretrained, cfg.model.drop_rate)
+    regime = build_regime(cfg)
+    return regime.build_model(model), regime
+
+
+def _loader(dataset, cfg: TrialConfig, rank: int, world: int, epoch_seed: int):
+    sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.seed, drop_last=world > 1)
+    sampler.set_epoch(epoch_seed)
+    return DataLoader(dataset, batch_size=cfg.optim.batch_size, sampler=sampler, drop_last=False,
+                      num_workers=cfg.dataset.num_workers, pin_memory=torch.cuda.is_available())
+
+
+def _allreduce_mean(sums: dict[str, float], count: int, device) -> tuple[dict[str, float], int]:
+    """Image-weighted means over all ranks, and the number of images all ranks processed."""
+    keys = sorted(sums)
+    t = torch.tensor([sums[k] for k in keys] + [float(count)], dtype=torch.float64, device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t)
+    return {k: float(t[i] / max(t[-1], 1)) for i, k in enumerate(keys)}, int(t[-1])
+
+
+def train_epoch(model, regime, optimizer, loader, device, cfg: TrialConfig, scaler, epoch: int, world: int = 1) -> dict:
+    model.train()
+    use_amp = cfg.optim.amp and device.type == "cuda"
+    sums: dict[str, float] = {}
+    n = 0
+    for step, batch in enumerate(loader):
+        x = batch["image"].to(device, non_blocking=True)
+        y = batch["label"].to(device, non_blocking=True)
+        if device.type == "cuda" and cfg.model.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.float16) if use_amp else nullcontext():
+            loss, logs = regime.loss(model, x, y)
+        if world == 1 and not torch.isfinite(loss):
+            raise NonFiniteLoss(f"non-finite training loss ({float(loss)}) at epoch {epoch} step {step}")
+        scaler.scale(loss).backward()
+        if cfg.optim.grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        b = len(y)
+        n += b
+        sums["train/loss"] = sums.get("train/loss", 0.0) + float(loss.detach()) * b
+        for k, v in logs.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * b
+    logs, total = _allreduce_mean(sums, n, device)
+    if not all(math.isfinite(v) for v in logs.values()):  # the same verdict on every rank
+        raise NonFiniteLoss(f"non-finite training logs at epoch {epoch}: {logs}")
+    return logs | {"train/images": total}
+
+
+def save_state(path: str, model, optimizer, scheduler, scaler, regime, epoch: int) -> None:
+    torch.save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                "regime": regime.state_dict(), "epoch": epoch}, os.path.join(path, STATE_FILE))
+
+
+def load_state(checkpoint, model, optimizer, scheduler, scaler, regime) -> int:
+    """Restore everything from a Ray checkpoint; returns the next epoch to run."""
+    with checkpoint.as_directory() as d:
+        state = torch.load(os.path.join(d, STATE_FILE), map_location="cpu", weights_only=False)
+    unwrap(model).load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    regime.load_state_dict(state["regime"])
+    return state["epoch"] + 1
+
+
+def train_fn_per_worker(loop_config: dict) -> None:
+    """Entry point of every Train worker. ``loop_config``: {"trial": TrialConfig dict, "tracking": {...}}."""
+    cfg = TrialConfig.parse(loop_config["trial"])  # validated again at the process boundary
+    rank, world = _world()
+    device = ray.train.torch.get_device()
+    tracker = RankZeroTracker(loop_config.get("tracking"), rank)
+    data = build_dataset(cfg.dataset)
+    train_set, test_set = data.split("train"), data.split("test")
+    torch.manual_seed(cfg.seed)  # the same initialisation on every rank
+    model, regime = build_model_and_regime(cfg, data.num_classes, data.in_chans)
+    model = model.to(device)
+    if device.type == "cuda" and cfg.model.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(cfg.optim, model.parameters())
+    scheduler = build_scheduler(cfg.optim, optimizer)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.optim.amp and device.type == "cuda")
+    start = 0
+    if (ckpt := ray.train.get_checkpoint()) is not None:
+        start = load_state(ckpt, model, optimizer, scheduler, scaler, regime)
+    ddp_model = ray.train.torch.prepare_model(model, move_to_device=False) if world > 1 else model
+    t_trial = time.perf_counter()
+    logs: dict[str, float] = {}
+    for epoch in range(start, cfg.optim.epochs):
+        t0 = time.perf_counter()
+        loader = _loader(train_set, cfg, rank, world, epoch)
+        try:
+            logs = train_epoch(ddp_model, regime, optimizer, loader, device, cfg, scaler, epoch, world)
+        except NonFiniteLoss as e:
+            tracker.fail(str(e))
+            ray.train.report({"epoch": epoch, "arx_failed": str(e)})
+            return
+        scheduler.step()
+        dt = time.perf_counter() - t0
+        logs |= {"train/epoch_time": dt, "train/images_per_s": logs["train/images"] / dt,
+                 "train/lr": optimizer.param_groups[0]["lr"], **regime.epoch_logs()}
+        tracker.log_metrics(logs, step=epoch)
+        _report_epoch(cfg, epoch, logs, rank, model, optimizer, scheduler, scaler, regime)
+    model.eval()
+    ectx = EvalContext(model=regime.eval_model(unwrap(model)), cfg=cfg, regime=regime, device=device,
+                       num_classes=data.num_classes)
+    final = evaluate(ectx, test_set, rank, world)
+    final["cost/device_seconds"] = (time.perf_counter() - t_trial) * world
+    tracker.finish(final, ectx.tags, ectx.artifacts)
+    # Train V2 keeps only metrics attached to checkpoints: the final result carries one (the final state)
+    final_metrics = {**logs, "epoch": cfg.optim.epochs, "arx_done": True, **final}
+    with tempfile.TemporaryDirectory() as d:
+        if rank == 0:
+            save_state(d, model, optimizer, scheduler, scaler, regime, cfg.optim.epochs - 1)
+        ray.train.report(final_metrics, checkpoint=ray.train.Checkpoint.from_directory(d) if rank == 0 else None)
+
+
+def _report_epoch(cfg, epoch, logs, rank, model, optimizer, scheduler, scaler, regime) -> None:
+    metrics = {"epoch": epoch, **logs}
+    last = epoch == cfg.optim.epochs - 1
+    if (epoch + 1) % cfg.checkpoint.every_epochs == 0 or last:
+        with tempfile.TemporaryDirectory() as d:
+            if rank == 0:
+                save_state(d, model, optimizer, scheduler, scaler, regime, epoch)
+            ckpt = ray.train.Checkpoint.from_directory(d) if rank == 0 else None
+            ray.train.report(metrics, checkpoint=ckpt)
+    else:
+        ray.train.report(metrics)

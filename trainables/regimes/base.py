@@ -1,0 +1,78 @@
+"""The regime contract: how a regime changes the model and what one training step computes.
+
+A regime is one module with one registered class:
+
+    @register_regime("fgsm_at")
+    class FGSMAT(Regime):
+        class Params(RegimeParams):
+            eps: float = 8 / 255
+        def loss(self, model, x, y):
+            ...
+            return loss, {"train/adv_acc": ...}
+
+- ``build_model(model)``: surgery on a freshly built ``Classifier`` (swap activations, add a head or a
+  smoothing block); runs before DDP wrapping, identically on every rank. Default: unchanged.
+- ``loss(model, x, y)``: the training objective for one batch. ``model`` may be DDP-wrapped (call it
+  for every forward that must sync gradients); ``unwrap(model)`` gives the ``Classifier``. ``x`` is in
+  [0,1]. Returns ``(loss, logs)`` where ``logs`` maps ``train/*`` keys to floats or 0-d tensors.
+- ``state_dict`` / ``load_state_dict``: state that must survive checkpoints (e.g. adaptive ψ).
+- ``epoch_logs()``: extra ``train/*`` values reported once per epoch (e.g. ``train/psi``).
+- ``eval_model(model)``: the module the evaluation suite sees (default: the model itself).
+- ``cam_kind``: ``"gradcam"`` or ``"native"`` (heads whose output is the CAM, e.g. Top-GAP).
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from trainables.registry import Registry
+
+
+class RegimeParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Regime:
+    Params: ClassVar[type[RegimeParams]] = RegimeParams
+    cam_kind: ClassVar[str] = "gradcam"
+
+    def __init__(self, params: dict[str, Any] | RegimeParams | None = None, trial_cfg=None):
+        self.params = params if isinstance(params, RegimeParams) else self.Params(**(params or {}))
+        self.trial_cfg = trial_cfg
+
+    def build_model(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def epoch_logs(self) -> dict[str, float]:
+        return {}
+
+    def eval_model(self, model: nn.Module) -> nn.Module:
+        return model
+
+
+REGIMES: Registry[type[Regime]] = Registry("regime", "trainables.regimes")
+register_regime = REGIMES.register
+
+
+def build_regime(cfg) -> Regime:
+    """``cfg``: a ``TrialConfig``."""
+    return REGIMES.get(cfg.regime.name)(cfg.regime.params, cfg)
+
+
+def ce_with_logs(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Cross-entropy and the accuracy log every regime reports."""
+    loss = F.cross_entropy(logits, y)
+    return loss, {"train/acc": (logits.argmax(1) == y).float().mean().detach()}

@@ -1,0 +1,99 @@
+"""MLflow logging from rank 0 of a trial (Ray Train V2 has no MLflow callback; DESIGN.md).
+
+The trial driver (``trainable.py``) creates or finds the trial's MLflow run and passes
+``{"uri", "run_id"}``; rank 0 resumes that run by id, so restarts never duplicate runs. Other ranks get a
+tracker that does nothing.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+
+STATUS_TAG = "arx.status"
+REASON_TAG = "arx.failure_reason"
+
+
+class RankZeroTracker:
+    def __init__(self, tracking: dict | None, rank: int):
+        self.enabled = bool(tracking and tracking.get("run_id")) and rank == 0
+        if self.enabled:
+            from mlflow.tracking import MlflowClient
+
+            self.client = MlflowClient(tracking_uri=tracking["uri"])
+            self.run_id = tracking["run_id"]
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        if not self.enabled:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items() if _finite(v)]
+        if items:
+            self.client.log_batch(self.run_id, metrics=items)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        if self.enabled:
+            from mlflow.entities import RunTag
+
+            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+    def fail(self, reason: str) -> None:
+        self.set_tags({STATUS_TAG: "failed", REASON_TAG: reason})
+
+    def finish(self, final: dict[str, float], tags: dict[str, str], artifacts: dict) -> None:
+        """Final metrics (step = epochs), tags, ``metrics.json`` and figure artifacts (PNG)."""
+        if not self.enabled:
+            return
+        self.log_metrics(final, step=0)
+        self.set_tags({f"arx.{k}" if not k.startswith("arx.") else k: v for k, v in tags.items()})
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "metrics.json")
+            with open(path, "w") as f:
+                json.dump(final, f, indent=2, sort_keys=True)
+            self.client.log_artifact(self.run_id, path)
+            for name, fig in artifacts.items():
+                png = os.path.join(d, f"{name}.png")
+                fig.savefig(png, dpi=100, bbox_inches="tight")
+                self.client.log_artifact(self.run_id, png)
+                import matplotlib.pyplot as plt
+
+                plt.close(fig)
+
+
+def _finite(v) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def default_tracking_uri(results_dir: str | os.PathLike) -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else an absolute sqlite file under the results directory."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    path = os.path.abspath(os.path.join(results_dir, "mlflow.db"))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def get_or_create_experiment(client, name: str) -> str:
+    """Experiment id by name; a new sqlite-backed experiment stores artifacts next to the database."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    uri = client.tracking_uri
+    location = None
+    if uri.startswith("sqlite:///"):
+        db = uri[len("sqlite:///"):]
+        location = "file://" + os.path.join(os.path.dirname(os.path.abspath(db)), "mlartifacts")
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # created concurrently by another trial driver
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id

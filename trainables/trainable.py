@@ -1,0 +1,139 @@
+"""The trial driver: one trial = one Ray Train ``TorchTrainer`` fit, logged as one MLflow run.
+
+``fit_trial`` is used by ``arx train`` directly and by ``tune_trial``, the Tune function trainable of a
+sweep (Ray Train V2 + Tune: the Tuner runs this function, which builds and fits the TorchTrainer; metrics
+reach Tune through ``TuneReportCallback``). Runs are named by trial id (no timestamps), so a restored
+trial resumes its Train run from the latest checkpoint and finds its MLflow run by the trial-id tag.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.train
+from ray.train.torch import TorchTrainer
+
+from trainables.config import TrialConfig
+from trainables.loop import train_fn_per_worker
+from trainables.tracking import REASON_TAG, STATUS_TAG, get_or_create_experiment
+
+
+class TrialFailed(RuntimeError):
+    """Raised by the trial driver so Tune marks the trial ERROR and Optuna marks it FAIL."""
+
+
+@dataclass(frozen=True)
+class TrackingInfo:
+    uri: str
+    experiment: str
+    parent_run_id: str | None = None
+    trial_id: str = "local"
+    extra_tags: dict[str, str] = field(default_factory=dict)
+
+
+def run_tags(cfg: TrialConfig, info: TrackingInfo) -> dict[str, str]:
+    tags = {"arx.role": "trial", "arx.trial_id": info.trial_id, "arx.regime": cfg.regime.name,
+            "arx.dataset": cfg.dataset.name, "arx.backbone": cfg.model.backbone, STATUS_TAG: "running",
+            **info.extra_tags}
+    if info.parent_run_id:
+        tags["mlflow.parentRunId"] = info.parent_run_id
+    return tags
+
+
+def ensure_run(cfg: TrialConfig, info: TrackingInfo) -> str:
+    """Find the trial's MLflow run by its trial-id tag (restored trials) or create it; returns its id."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=info.uri)
+    exp_id = get_or_create_experiment(client, info.experiment)
+    query = f"tags.`arx.trial_id` = '{info.trial_id}'"
+    if info.parent_run_id:
+        query += f" and tags.`mlflow.parentRunId` = '{info.parent_run_id}'"
+    found = client.search_runs([exp_id], query, max_results=1) if info.trial_id != "local" else []
+    if found:
+        client.update_run(found[0].info.run_id, status="RUNNING")
+        return found[0].info.run_id
+    run = client.create_run(exp_id, tags=run_tags(cfg, info), run_name=f"{cfg.regime.name}-{info.trial_id}")
+    from mlflow.entities import Param
+
+    params = [Param(k, str(v)[:6000]) for k, v in cfg.flat().items()]
+    for i in range(0, len(params), 100):
+        client.log_batch(run.info.run_id, params=params[i:i + 100])
+    return run.info.run_id
+
+
+def close_run(uri: str, run_id: str, status: str, reason: str | None = None) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    client.set_tag(run_id, STATUS_TAG, status)
+    if reason:
+        client.set_tag(run_id, REASON_TAG, reason[:5000])
+    client.set_terminated(run_id, "FINISHED" if status == "completed" else "FAILED")
+
+
+def make_trainer(cfg: TrialConfig, run_name: str, storage_path: str, tracking: dict | None,
+                 callbacks: list | None = None, max_failures: int = 2) -> TorchTrainer:
+    res = cfg.resources
+    per_worker: dict[str, float] = {"CPU": res.cpus_per_worker}
+    if res.use_gpu:
+        per_worker["GPU"] = res.gpus_per_worker
+    return TorchTrainer(
+        train_fn_per_worker,
+        train_loop_config={"trial": cfg.to_dict(), "tracking": tracking},
+        scaling_config=ray.train.ScalingConfig(num_workers=res.num_workers, use_gpu=res.use_gpu,
+                                               resources_per_worker=per_worker),
+        run_config=ray.train.RunConfig(
+            name=run_name, storage_path=storage_path, callbacks=callbacks or [],
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.checkpoint.keep),
+        ),
+    )
+
+
+def fit_trial(cfg: TrialConfig, run_name: str, storage_path: str | Path, info: TrackingInfo | None,
+              callbacks: list | None = None, max_failures: int = 2) -> dict[str, Any]:
+    """Fit one trial; returns the final metrics. Raises ``TrialFailed`` with the reason on failure."""
+    run_id = ensure_run(cfg, info) if info else None
+    tracking = {"uri": info.uri, "run_id": run_id} if info else None
+    trainer = make_trainer(cfg, run_name, str(storage_path), tracking, callbacks, max_failures)
+    try:
+        result = trainer.fit()
+    except Exception as e:  # a Train failure after its retries: record why, then fail the trial
+        reason = _root_cause(e)
+        if info:
+            close_run(info.uri, run_id, "failed", reason)
+        raise TrialFailed(reason) from None
+    metrics = dict(result.metrics or {})
+    if "arx_failed" in metrics or not metrics.get("arx_done"):
+        reason = metrics.get("arx_failed", "the trial ended without final metrics")
+        if info:
+            close_run(info.uri, run_id, "failed", reason)
+        raise TrialFailed(reason)
+    if info:
+        close_run(info.uri, run_id, "completed")
+    return {"mlflow_run_id": run_id, **metrics}
+
+
+def _root_cause(e: BaseException) -> str:
+    while e.__cause__ is not None:
+        e = e.__cause__
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[-1] if text else ''}"[:2000]
+
+
+def tune_trial(config: dict) -> None:
+    """Tune function trainable: one sweep trial (its config holds the TrialConfig + tracking info)."""
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    trial_id = ray.tune.get_context().get_trial_id()
+    cfg = TrialConfig.parse(config["trial"])
+    t = config["tracking"]
+    info = TrackingInfo(uri=t["uri"], experiment=t["experiment"], parent_run_id=t.get("parent_run_id"),
+                        trial_id=trial_id, extra_tags={"arx.sweep": t["experiment"]})
+    storage = os.path.join(config["storage_path"], "train_runs")
+    fit_trial(cfg, f"trial-{trial_id}", storage, info, callbacks=[TuneReportCallback()],
+              max_failures=config.get("train_max_failures", 2))
