@@ -79,6 +79,9 @@ def choose_objectives(df: pd.DataFrame, objectives: Any = None, notes: list[str]
 
     Objectives no trial has a value for are left out (with a note)."""
     notes = notes if notes is not None else []
+    if isinstance(objectives, str):      # "acc/top1,robust/pgd:max" (CLI form; direction optional)
+        objectives = [dict(zip(("key", "direction"), part.strip().split(":", 1)))
+                      for part in objectives.split(",") if part.strip()]
     if objectives is None:
         objectives = df.attrs.get("objectives") or None
     if objectives is None:
@@ -513,9 +516,11 @@ def render_html(a: SweepAnalysis, meta: dict[str, Any], figs: list[tuple[str, st
         out.append('<p class="muted">No <code>cam_gallery.png</code> artifact in the chosen trials\' MLflow runs.</p>')
 
     out.append("<h2>Failed and incomplete trials</h2>")
-    bad = pd.concat([a.failed, a.missing.assign(failure_reason="completed without: " + a.missing.apply(
-        lambda r: ", ".join(k for k in keys if pd.isna(pd.to_numeric(r.get(k), errors="coerce"))), axis=1)
-        if len(a.missing) else [])]) if len(a.missing) else a.failed
+    bad = a.failed
+    if len(a.missing):
+        lacking = a.missing.apply(lambda r: ", ".join(k for k in keys if pd.isna(pd.to_numeric(r.get(k), errors="coerce"))),
+                                  axis=1)
+        bad = pd.concat([a.failed, a.missing.assign(failure_reason="completed without: " + lacking)])
     out.append(_table(bad, ["trial_id", "regime", "status", "failure_reason", "settings"], link_col="run_link"))
 
     out.append("<h2>All trials</h2><details><summary>table of every trial (rank 0 = not ranked)</summary>")

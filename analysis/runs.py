@@ -21,7 +21,6 @@ The trial table has one row per trial and these columns:
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -374,9 +373,3 @@ def load_tune_results(path: str | os.PathLike, ui_url: str | None = None, tracki
 def completed(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"] == "completed"] if "status" in df.columns else df
 
-
-def is_nan(v: Any) -> bool:
-    try:
-        return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NaT
-    except TypeError:
-        return False

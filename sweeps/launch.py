@@ -10,6 +10,7 @@ import os
 import time
 from pathlib import Path
 
+import optuna
 import ray
 from ray import tune
 
@@ -22,6 +23,14 @@ from trainables.config import TrialConfig
 from trainables.errors import ArxError, ConfigError
 from trainables.tracking import default_tracking_uri, get_or_create_experiment
 from trainables.trainable import tune_trial
+
+
+class TunedGridSampler(optuna.samplers.GridSampler):
+    """GridSampler for ask/tell under Tune: ``num_samples`` bounds the sweep, so never ``study.stop()``
+    (which Optuna only allows inside ``optimize``)."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        return None
 
 
 def make_sampler(spec: SweepSpec, space: SearchSpace):
@@ -45,16 +54,16 @@ def make_sampler(spec: SweepSpec, space: SearchSpace):
         if d.type != "categorical":
             raise ConfigError(f"sampler.name: grid needs categorical or fixed parameters; {where} is {d.type}")
         grid[name] = d.choices
-    return optuna.samplers.GridSampler(grid, seed=s.seed)
+    return TunedGridSampler(grid, seed=s.seed)
 
 
 def sweep_paths(spec: SweepSpec, results: Path) -> dict[str, str]:
     results = results.resolve()
     results.mkdir(parents=True, exist_ok=True)
     return {
-        "storage": spec.storage_path or str(results / "ray"),
+        "storage": spec.storage_path or os.environ.get("ARX_STORAGE_PATH") or str(results / "ray"),
         "tracking": spec.tracking_uri or default_tracking_uri(results),
-        "optuna": spec.optuna_storage or f"sqlite:///{results / 'optuna.db'}",
+        "optuna": spec.optuna_storage or os.environ.get("ARX_OPTUNA_STORAGE") or f"sqlite:///{results / 'optuna.db'}",
     }
 
 
@@ -89,8 +98,16 @@ def parent_run(spec: SweepSpec, uri: str, name: str, resume: bool, config_path: 
     run = client.create_run(exp_id, tags=tags, run_name=name)
     import yaml
 
-    client.log_text(run.info.run_id, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), "sweep.yaml")
+    text = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+    client.log_text(run.info.run_id, redact(text), "sweep.yaml")
     return run.info.run_id
+
+
+def redact(text: str) -> str:
+    """Hide passwords in URLs (``scheme://user:secret@host`` -> ``scheme://user:***@host``)."""
+    import re
+
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", text)
 
 
 def _git_sha() -> str:
@@ -185,10 +202,16 @@ def _new_tuner(spec, space, trainable, name, paths, parent, concurrent, progress
     return tune.Tuner(
         trainable, param_space=param_space,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=spec.num_samples,
-                                    max_concurrent_trials=concurrent),
+                                    max_concurrent_trials=concurrent, trial_dirname_creator=trial_dirname,
+                                    trial_name_creator=trial_dirname),
         run_config=tune.RunConfig(name=name, storage_path=paths["storage"], callbacks=[progress], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=spec.retries.trial)),
     )
+
+
+def trial_dirname(trial) -> str:
+    """Trial directories and names by trial id only (no config dump, no timestamp)."""
+    return f"trial_{trial.trial_id}"
 
 
 def _optuna_storage(url: str):
@@ -214,7 +237,7 @@ def _print_dry_run(spec, space, paths, base, address):
 
     cluster = {"CPU": multiprocessing.cpu_count(), "GPU": _local_gpus()} if not address else {}
     if cluster:
-        plan = make_plan(base.resources, cluster, spec.num_samples, spec.max_concurrent)
+        plan = make_plan(base.resources, cluster, spec.num_samples, spec.max_concurrent, strict=False)
         for line in plan.lines():
             console.print("resources: " + line)
     for k, v in paths.items():

@@ -45,5 +45,8 @@ def make_plan(res: ResourcesConfig, cluster: dict, num_samples: int, max_concurr
         raise ArxError(f"resources: one trial needs {need} ({res.num_workers} worker(s)) but the cluster has "
                        f"{have_cpu:g} CPU and {have_gpu:g} GPU; lower resources.num_workers / cpus_per_worker "
                        f"or use a bigger cluster")
-    concurrent = max(1, min(fit if fit >= 1 else 1, max_concurrent or num_samples, num_samples))
+    if strict:
+        concurrent = min(fit, max_concurrent or num_samples, num_samples)
+    else:  # an autoscaling cluster may grow: trust max_concurrent, else what fits now (at least 1)
+        concurrent = min(max_concurrent or max(fit, 1), num_samples)
     return ResourcePlan(cpu, gpu, have_cpu, have_gpu, concurrent, num_samples)

@@ -78,7 +78,7 @@ class RegimeConfig(Strict):
 
 class OptimConfig(Strict):
     optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
-    lr: float = Field(1e-3, gt=0, le=10)
+    lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     schedule: Literal["constant", "cosine", "step"] = "cosine"
@@ -156,9 +156,10 @@ class ExplainEvalConfig(Strict):
         "unperturbed", description="AOPC reference: unperturbed prediction (paper Eq. 35) or the first fraction (authors' code)")
     attr_topk: int = Field(100, ge=1, description="k of the IFIA attack mask and the top-k intersection (ART: 100 of 1024)")
     ifia_eps: float = Field(8 / 255, gt=0)
-    ifia_step: float = Field(1 / 255, gt=0)
-    ifia_steps: int = Field(10, ge=1, description="attack iterations (ART: 50)")
-    ifia_ig_steps: int = Field(8, ge=1, description="IG points of the attack saliency (ART: 100)")
+    ifia_step: float = Field(2 / 255, gt=0, description="attack step (ART: 1/255 over 50 steps)")
+    attr_images: int = Field(32, ge=0, description="correctly classified subset images attacked by IFIA (ART: 1000)")
+    ifia_steps: int = Field(5, ge=1, description="attack iterations (ART: 50)")
+    ifia_ig_steps: int = Field(4, ge=1, description="IG points of the attack saliency (ART: 100)")
     ifia_beta: float = Field(50.0, gt=0, description="softplus β of the smooth attack network")
     gallery_images: int = Field(8, ge=0, description="images in the CAM gallery artifact (0 = none)")
 

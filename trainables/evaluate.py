@@ -195,6 +195,7 @@ def _rank() -> tuple[int, int]:
 from trainables.explain import binarize, cam_boxes, cam_kind_for, compute_cam  # noqa: E402
 from trainables.explain.gradients import ig_map, vg_map  # noqa: E402
 from trainables.metrics import attribution as attr_m  # noqa: E402
+from trainables.metrics import road as road_m  # noqa: E402
 from trainables.metrics import localization as loc_m  # noqa: E402
 
 _LOCALIZATION_KEYS = {"box_iou": "boxes", "mask_iou": "masks", "pointing": "boxes"}
@@ -219,6 +220,7 @@ class ExplainGroup(EvalGroup):
     def __init__(self):
         self._generator: torch.Generator | None = None
         self._smooth = None
+        self._attacked = 0
 
     def per_image(self, ctx, batch):
         ecfg = ctx.cfg.evaluation.explain
@@ -270,16 +272,26 @@ class ExplainGroup(EvalGroup):
             values["explain/ros_vg"] = attr_m.relative_output_stability(model, x, y, vg_map, ecfg.ros_samples, lo, hi,
                                                                         generator=g)
         if "road_aopc" in want:
-            curve = attr_m.road_curve(model, x, y, vg if ecfg.road_attribution == "vg" else ig,
+            curve = road_m.road_curve(model, x, y, vg if ecfg.road_attribution == "vg" else ig,
                                       ecfg.road_fractions, ecfg.road_noise, g)
             base = torch.ones_like(curve[:, 0]) if ecfg.road_baseline == "unperturbed" else curve[:, 0]
-            values["explain/road_aopc"] = attr_m.aopc(curve, base)
+            values["explain/road_aopc"] = road_m.aopc(curve, base)
         if want & {"attr_topk", "attr_kendall"}:
-            topk, tau = attr_m.attribution_robustness(
-                model, x, y, min(ecfg.attr_topk, x[0, 0].numel()), ecfg.ifia_eps, ecfg.ifia_step, ecfg.ifia_steps,
-                ecfg.ifia_ig_steps, ecfg.ig_steps, ecfg.ifia_beta, self._smooth_model(ctx), g)
-            values |= {"explain/attr_topk": topk, "explain/attr_kendall": tau}
+            values |= self._ifia(ctx, ecfg, x, y, g)
         return {k: v for k, v in values.items() if k.split("/")[1] in want}
+
+    def _ifia(self, ctx, ecfg, x, y, g) -> dict[str, torch.Tensor]:
+        """IFIA on the first ``attr_images`` admitted images (split over DDP ranks); NaN for the rest."""
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        n = max(0, min(len(x), -(-ecfg.attr_images // world) - self._attacked))
+        self._attacked += n
+        topk = torch.full((len(x),), float("nan"), device=x.device)
+        tau = topk.clone()
+        if n:
+            topk[:n], tau[:n] = attr_m.attribution_robustness(
+                ctx.model, x[:n], y[:n], min(ecfg.attr_topk, x[0, 0].numel()), ecfg.ifia_eps, ecfg.ifia_step,
+                ecfg.ifia_steps, ecfg.ifia_ig_steps, ecfg.ig_steps, ecfg.ifia_beta, self._smooth_model(ctx), g)
+        return {"explain/attr_topk": topk, "explain/attr_kendall": tau}
 
     def _rng(self, ctx, device) -> torch.Generator:
         if self._generator is None:

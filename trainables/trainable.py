@@ -70,7 +70,7 @@ def close_run(uri: str, run_id: str, status: str, reason: str | None = None) -> 
 
     client = MlflowClient(tracking_uri=uri)
     client.set_tag(run_id, STATUS_TAG, status)
-    if reason:
+    if reason and REASON_TAG not in client.get_run(run_id).data.tags:  # rank 0 may have said why already
         client.set_tag(run_id, REASON_TAG, reason[:5000])
     client.set_terminated(run_id, "FINISHED" if status == "completed" else "FAILED")
 

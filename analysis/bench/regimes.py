@@ -1,7 +1,8 @@
 """``arx bench regimes``: one training step of every registered regime (default params) vs ``standard``.
 
 Same backbone, batch and device for all (resnet18, 64 px, batch 32; ``quick``: 32 px, batch 8); the step is
-the loop's (zero_grad, regime loss, backward, optimizer step; AMP + channels_last on CUDA). Targets: the
+the loop's (zero_grad, regime loss, backward, optimizer step; AMP + channels_last on CUDA); each regime's
+step and the standard step are timed alternately and the medians compared (robust to load drift). Targets: the
 Top-GAP paper's "no slower training" (topgap <= 1.15x) and lipschitz with K = 1 (one extra backward,
 <= 3x); other regimes are reported only. A regime that fails to build or step is a row with its error.
 """
@@ -54,26 +55,37 @@ def make_step(regime_name: str, backbone: str, size: int, batch: int, device: to
     return step
 
 
+def paired_seconds(peer, ours, repeats: int, warmup: int) -> tuple[float, float]:
+    """Median seconds of ``peer`` and ``ours`` timed alternately (load drift hits both alike)."""
+    t_peer, t_ours = [], []
+    for i in range(warmup + repeats):
+        p, o = median_seconds(peer, 1, 0), median_seconds(ours, 1, 0)
+        if i >= warmup:
+            t_peer.append(p)
+            t_ours.append(o)
+    return sorted(t_peer)[len(t_peer) // 2], sorted(t_ours)[len(t_ours) // 2]
+
+
 @register_bench("regimes")
-def run(quick: bool = False) -> list[dict]:
+def run(quick: bool = False, regimes: list[str] | None = None) -> list[dict]:
     from trainables.regimes import REGIMES
 
     backbone, size, batch = ("resnet18", 32, 8) if quick else ("resnet18", 64, 32)
-    repeats, warmup = (3, 1) if quick else (15, 3)
+    repeats, warmup = (3, 1) if quick else (11, 2)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    peer = median_seconds(make_step("standard", backbone, size, batch, device), repeats, warmup)
+    peer_step = make_step("standard", backbone, size, batch, device)
     rows = []
-    for name in REGIMES.names():
+    for name in regimes or [n for n in REGIMES.names() if n != "standard"]:
         row = {"bench": f"regimes/{name}", "backbone": backbone, "image_size": size, "batch": batch,
-               "device": device.type, "peer_s": peer}
+               "device": device.type}
         try:
-            ours = peer if name == "standard" else median_seconds(make_step(name, backbone, size, batch, device),
-                                                                  repeats, warmup)
+            peer, ours = paired_seconds(peer_step, make_step(name, backbone, size, batch, device), repeats, warmup)
         except Exception as e:  # reported in the row: one broken regime must not hide the others' numbers
-            rows.append(row | {"ours_s": None, "ratio": None, "target": "", "error": f"{type(e).__name__}: {e}"})
+            rows.append(row | {"ours_s": None, "peer_s": None, "ratio": None, "target": "",
+                               "error": f"{type(e).__name__}: {e}"})
             continue
         target = TARGETS.get(name)
-        rows.append(row | {"ours_s": ours, "ratio": ours / peer,
+        rows.append(row | {"ours_s": ours, "peer_s": peer, "ratio": ours / peer,
                            "target": f"<= {target:g}x" if target else "report",
                            "met": (ours / peer <= target) if target else None})
     return rows

@@ -126,12 +126,13 @@ def test_attack_stays_in_the_box_and_raises_the_triplet():
     assert adv > clean
 
 
-@pytest.mark.parametrize("params", [{}, {"mining": "own", "ce_on": "both", "grad_space": "pixel",
-                                         "image_space": "pixel", "channel_reduce": "mean_abs", "k_top": None}])
+@pytest.mark.parametrize("params", [{"steps": 1}, {"steps": 1, "mining": "own", "ce_on": "both", "grad_space": "pixel",
+                                                     "image_space": "pixel", "channel_reduce": "mean_abs",
+                                                     "k_top": None, "attack_grad_space": "normalized"}])
 def test_regime_steps_on_smallcnn(params):
     regime = REGIMES.get("art")(params)
     model = regime.build_model(build_classifier("smallcnn", 3)).train()
-    x, y = torch.rand(4, 3, 16, 16), torch.randint(0, 3, (4,))
+    x, y = torch.rand(3, 3, 8, 8), torch.randint(0, 3, (3,))
     loss, logs = regime.loss(model, x, y)
     assert torch.isfinite(loss)
     loss.backward()

@@ -15,12 +15,17 @@ from trainables.models import build_classifier
 
 
 def _model(name="smallcnn", classes=5, size=32, n=16, seed=0):
-    """An eval-mode Classifier and a batch labelled with its own predictions (clean accuracy 100 %)."""
+    """An eval-mode Classifier whose BN statistics are the batch's (so predictions vary between images) and a
+    batch labelled with the model's own predictions (clean accuracy 100 %)."""
     torch.manual_seed(seed)
-    m = build_classifier(name, classes).eval()
+    m = build_classifier(name, classes)
     x = torch.rand(n, 3, size, size)
+    for bn in m.modules():
+        if isinstance(bn, nn.BatchNorm2d):
+            bn.momentum = 1.0
     with torch.no_grad():
-        y = m(x).argmax(1)
+        m.train()(x)
+        y = m.eval()(x).argmax(1)
     return m, x, y
 
 
@@ -58,7 +63,7 @@ def test_ramp_schedules():
 @pytest.mark.parametrize("name", ["smallcnn", "resnet18"])
 def test_fgsm_pgd_match_torchattacks(name):
     ta = pytest.importorskip("torchattacks")
-    m, x, y = _model(name)
+    m, x, y = _model(name, n=8)
     eps = 8 / 255
     pairs = [
         (fgsm(m, x, y, eps), ta.FGSM(m, eps=eps)(x, y)),
@@ -74,8 +79,8 @@ def test_fgsm_pgd_match_torchattacks(name):
 
 def test_pgd_l2_matches_foolbox_robust_accuracy():
     fb = pytest.importorskip("foolbox")
-    m, x, y = _model("smallcnn", n=128)
-    eps, steps, rel = 1.0, 20, 0.1
+    m, x, y = _model("smallcnn", size=16, n=128)
+    eps, steps, rel = 0.05, 10, 0.2
     _, advs, success = fb.attacks.L2PGD(rel_stepsize=rel, steps=steps, random_start=False)(
         fb.PyTorchModel(m, bounds=(0, 1)), x, y, epsilons=eps)
     ours = pgd_l2(m, x, y, eps, steps=steps, alpha=rel * eps)
@@ -132,12 +137,15 @@ def test_minimal_distance_linear_model(rule, goal):
     torch.manual_seed(0)
     n_el = 64
     w = torch.randn(n_el)
-    x = 0.5 + 0.05 * torch.randn(6, 1, 8, 8)
-    b = -(x.flatten(1) @ w).mean()  # boundary through the middle of the batch
-    model = Linear2(w, b)
-    with torch.no_grad():
-        y = model(x).argmax(1)
-    analytic = (x.flatten(1) @ w + b).abs() / w.norm() / math.sqrt(n_el)
+    u = w / w.norm()
+    r = torch.tensor([0.02, 0.03, 0.05, 0.07, 0.025, 0.04])  # RMSE distances, the scale of robust CIFAR nets
+    side = torch.tensor([1.0, -1, 1, -1, -1, 1])
+    noise = 0.05 * torch.randn(6, n_el)
+    noise -= (noise @ u)[:, None] * u  # parallel to the boundary
+    x = (0.5 + noise + (side * r * math.sqrt(n_el))[:, None] * u).view(6, 1, 8, 8)
+    model = Linear2(w, -0.5 * w.sum())  # boundary through the grey image
+    y = (side > 0).long()
+    analytic = r
     res = minimal_distance(model, x, y, goal, steps=450, rule=rule)
     assert torch.all(res.first_success >= 0)
     assert torch.allclose(res.rmse, analytic, rtol=0.02)

@@ -5,6 +5,7 @@ the MLflow start-up script is run with a stand-in ``mlflow``."""
 import configparser
 import copy
 import fnmatch
+import functools
 import hashlib
 import importlib.util
 import io
@@ -30,7 +31,9 @@ def load(path: Path):
     return yaml.safe_load(path.read_text())
 
 
+@functools.lru_cache(maxsize=None)
 def manifests(name: str) -> list[dict]:
+    """The documents of a KubeRay manifest (cached: read-only in these tests)."""
     return [d for d in yaml.safe_load_all((KUBERAY / name).read_text()) if d]
 
 
@@ -42,7 +45,7 @@ def one(docs: list[dict], kind: str, name: str | None = None) -> dict:
 
 def readme_pins() -> str:
     """``torch==X torchvision==Y`` exactly as the top-level README installs them."""
-    m = re.search(r"torch==\S+ torchvision==\S+", (ROOT / "README.md").read_text())
+    m = re.search(r"torch==[\w.+]+ torchvision==[\w.+]+", (ROOT / "README.md").read_text())
     assert m, "README.md installs no pinned torch / torchvision"
     return m.group(0)
 
@@ -155,7 +158,7 @@ def test_launcher_commands_are_valid_shell(launcher):
 
 def test_launcher_fetches_the_dataset_where_the_sweep_reads_it(launcher):
     root = sweep_config()["base"]["dataset"]["root"]
-    assert any("cluster/fetch_pets.py" in c and c.rstrip().endswith(root) for c in launcher[1]["setup_commands"])
+    assert any("cluster/fetch_pets.py" in c and c.rstrip().endswith(root) for c in launcher[1]["worker_setup_commands"])
 
 
 # ---- KubeRay (cluster/kuberay/raycluster.yaml, rayjob.yaml) -------------------------------------------------
@@ -375,6 +378,8 @@ def test_dockerfile_installs_arx_with_the_readme_pins_and_the_cluster_ray():
     for stage in text.split("\nFROM ")[1:]:
         assert "psycopg2-binary" in stage, stage.split()[0]  # Postgres: MLflow's backend, the Optuna study
     assert '"mlflow[auth]' in text
+    for run in re.findall(r"^RUN (.*?)(?<!\\)$", text, re.M | re.S):
+        bash_ok(run.replace("\\\n", " "))
     (ray_pin,) = set(re.findall(r'"ray\[default\]==([\d.]+)"', text))
     pyproject = (ROOT / "pyproject.toml").read_text()
     ray_req = Requirement(re.search(r'"(ray\[[^"]+)"', pyproject).group(1))

@@ -29,16 +29,20 @@ def test_gradcam_equals_pytorch_grad_cam(backbone):
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     model = build_classifier(backbone, num_classes=5).eval()
-    x = torch.rand(3, 3, 96, 96)
-    for targets in (None, torch.tensor([1, 4, 0])):  # predicted class, given class
+    x = torch.rand(4, 3, 64, 64)
+    compared = 0
+    for targets in (None, torch.tensor([1, 4, 0, 2])):  # predicted class, given class
         ours = compute_cam(model, x, "gradcam", targets)
         peer = PeerGradCAM(model, [model.target_layer])(x, [ClassifierOutputTarget(int(t)) for t in ours.targets])
-        assert ours.cam.shape == (3, 96, 96)
-        for i in range(3):
-            assert _pearson(ours.cam[i].numpy(), peer[i]) >= 0.99
+        assert ours.cam.shape == (4, 64, 64)
         np.testing.assert_allclose(ours.cam.numpy(), peer, atol=1e-3)
+        for i in range(4):
+            if peer[i].std() > 0:  # a class whose Grad-CAM is ReLU-ed to zero has no correlation
+                assert _pearson(ours.cam[i].numpy(), peer[i]) >= 0.99
+                compared += 1
         if targets is not None:
             assert ours.targets.tolist() == targets.tolist()
+    assert compared >= 4
 
 
 def test_gradcam_toy_values():

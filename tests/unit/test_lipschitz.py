@@ -294,6 +294,8 @@ def test_params_validation():
                 {"at": "l2min", "at_params": {"stepz": 3}}, {"at": "l2min", "at_eps": -1}):
         with pytest.raises(ConfigError):
             TrialConfig.parse({**base, "regime": {"name": "lipschitz", "params": bad}})
+    with pytest.raises(ConfigError, match="k: at most"):
+        _regime(k=5).build_model(build_classifier("smallcnn", num_classes=4))
     cfg = TrialConfig.parse({**base, "regime": {"name": "lipschitz", "params": {"l_target": None, "psi": 12.0}}})
     assert cfg.regime.params["psi"] == 12.0
 

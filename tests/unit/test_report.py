@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
@@ -99,7 +98,7 @@ def test_write_report_html_pngs_and_mlflow(store, report):
     for tid in ("t0", "t2", "t3", "t4"):
         assert f">{tid}</a>" in pareto_table
     assert ">t1</a>" not in pareto_table
-    assert f"/#/experiments/" in pareto_table and store["ids"]["t4"] in pareto_table
+    assert "/#/experiments/" in pareto_table and store["ids"]["t4"] in pareto_table
     choosing = text.split("<h2>Choosing settings</h2>")[1].split("<h2>")[0]
     assert "Knee" in choosing and "within 1 point of the best standard trial" in choosing
     assert "acc/top1 &gt;= 0.91" in choosing

@@ -146,31 +146,30 @@ def test_bad_placement_names_the_stages():
 # ---- regime smooth_at ------------------------------------------------------------------------------
 def test_smooth_at_builds_and_steps():
     regime = REGIMES.get("smooth_at")({"filter": "median", "placement": 2, "eps": 8 / 255, "steps": 2})
+    assert isinstance(regime, REGIMES.get("pgd_at"))  # the same training step as the A baseline
     model = regime.build_model(build_classifier("smallcnn", num_classes=3)).train()
     assert isinstance(model.net.stages[1].smooth, SmoothBlock)
     x, y = torch.rand(4, 3, 16, 16), torch.randint(0, 3, (4,))
-    adv = regime.adversarial(model, x, y)
-    assert (adv - x).abs().max() <= 8 / 255 + 1e-6 and not torch.equal(adv, x)
     loss, logs = regime.loss(model, x, y)
-    assert torch.isfinite(loss) and set(logs) == {"train/acc", "train/adv_batch"}
+    assert torch.isfinite(loss) and "train/adv_acc" in logs
     loss.backward()
     assert model.net.stages[1].smooth.conv.weight.grad.abs().sum() > 0
     assert all(p.requires_grad for p in model.parameters())  # the attack restored them
 
 
 def test_smooth_at_options_step():
-    regime = REGIMES.get("smooth_at")({"norm": "l2", "eps": 0.5, "steps": 1, "labels": "predicted",
-                                       "attack_mode": "eval", "adv_prob": 0.0, "sigma": "ksize"})
+    regime = REGIMES.get("smooth_at")({"norm": "l2", "eps": 0.5, "steps": 1, "bn": "eval", "sigma": "ksize",
+                                       "filter": "mean", "placement": 3, "border": "zeros", "conv_init": "zeros"})
     model = regime.build_model(build_classifier("smallcnn", num_classes=3)).train()
-    loss, logs = regime.loss(model, torch.rand(2, 3, 16, 16), torch.tensor([0, 1]))
-    assert torch.isfinite(loss) and logs["train/adv_batch"] == 0.0
-    assert model.training
+    loss, _ = regime.loss(model, torch.rand(2, 3, 16, 16), torch.tensor([0, 1]))
+    assert torch.isfinite(loss) and model.training
 
 
 def test_smooth_at_params_validate():
     cfg = RegimeConfig(name="smooth_at", params={"filter": "mean", "placement": 3, "eps": 0.01, "sigma": 1.5})
     assert REGIMES.get("smooth_at")(cfg.params).params.sigma == 1.5
     for bad, field in [({"filter": "bilateral"}, "filter"), ({"placement": 4}, "placement"),
-                       ({"eps": 0}, "eps"), ({"norm": "l1"}, "norm"), ({"sigma": "auto"}, "sigma")]:
+                       ({"eps": 0}, "eps"), ({"norm": "l1"}, "norm"), ({"sigma": "auto"}, "sigma"),
+                       ({"kernel_size": 4}, "kernel_size")]:
         with pytest.raises(ValueError, match=field):
             RegimeConfig(name="smooth_at", params=bad)

@@ -164,7 +164,10 @@ class HalfHalf(Generator):
         def _inner(self):
             if self.inner == "half_half":
                 raise ValueError("inner: half_half cannot nest itself")
-            validate_generator(self.inner, self._inner_dict())
+            try:
+                validate_generator(self.inner, self._inner_dict())
+            except ValueError as e:
+                raise ValueError(f"inner: {e}") from None
             return self
 
         def _inner_dict(self) -> dict[str, Any]:

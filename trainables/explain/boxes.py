@@ -6,9 +6,9 @@ return one box per image in **continuous** pixel coordinates ``(x1, y1, x2, y2)`
 (a pixel-inclusive box ``(c1, r1, c2, r2)`` becomes ``(c1, r1, c2 + 1, r2 + 1)``), the convention of the
 datasets' boxes.
 
-- ``rule="largest"``: the contour enclosing the most pixels (``contourArea + len(contour)/2 + 1``, Pick's
-  theorem on the pixel-centre polygon: the exact pixel count of a hole-free region); ``"union"``: the box
-  around all contours.
+- ``rule="largest"``: the contour enclosing the most pixels (``contourArea + boundary points/2 + 1``,
+  Pick's theorem on the pixel-centre polygon: the exact pixel count of a hole-free region, ALGORITHMS.md
+  §1.5's "area"); ``"union"``: the box around all contours.
 - Default threshold 0.5 (half of the map's maximum after min-max scaling): ALGORITHMS.md §1.1's R choice
   for the unspecified threshold of the Pets study; it keeps only the dominant mode of a smooth CAM, while
   lower values (Grad-CAM's WSOL used 0.15) give larger boxes. IoU depends strongly on it: report it with
@@ -43,7 +43,8 @@ def contour_boxes(mask: np.ndarray) -> list[tuple[float, float, float, float, fl
     out = []
     for c in contours:
         x, y, w, h = cv2.boundingRect(c)
-        pixels = cv2.contourArea(c) + len(c) / 2 + 1
+        steps = len(c) if len(c) > 1 else 0  # boundary points of the closed chain (a lone pixel: none)
+        pixels = cv2.contourArea(c) + steps / 2 + 1
         out.append((float(x), float(y), float(x + w), float(y + h), pixels))
     return out
 

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator, model_validator
 
+from trainables.errors import ConfigError
 from trainables.models import unwrap
 from trainables.models.hhrelu import avgpool_stem, swap_relu
 from trainables.regimes._lipschitz_control import AdaptivePsi
@@ -97,13 +98,15 @@ class Lipschitz(Regime):
             self.generator = build_generator(p.at, p.at_kwargs())
 
     def build_model(self, model):
-        p = self.params
+        p, classes = self.params, unwrap(model).num_classes
+        if p.k > classes:
+            raise ConfigError(f"regime.params.k: at most the number of outputs ({classes}), got {p.k}")
         if p.activation == "hhrelu":
             swap_relu(model, p.hh_d)
         if p.stem_pool == "avg":
             avgpool_stem(model.net)
         if self._k_out is None:
-            self._k_out = k_out_guideline(unwrap(model).num_classes, p.s_t)
+            self._k_out = k_out_guideline(classes, p.s_t)
         return model
 
     @property

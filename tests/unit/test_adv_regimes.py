@@ -1,0 +1,46 @@
+"""Adversarial-training regimes: build, step (finite loss, backward), params validate, ε-ball respected."""
+import pytest
+import torch
+
+from trainables.config import TrialConfig
+from trainables.errors import ConfigError
+from trainables.models import build_classifier
+from trainables.regimes import REGIMES
+
+CASES = [("fgsm_at", {}), ("fgsm_at", {"eps": 2 / 255, "adv_weight": 1.0}), ("pgd_at", {}),
+         ("pgd_at", {"norm": "l2", "steps": 3, "clean_weight": 0.5}), ("pgd_at", {"bn": "eval", "random_start": False})]
+
+
+@pytest.mark.parametrize("name,params", CASES)
+def test_regime_builds_and_steps(name, params):
+    regime = REGIMES.get(name)(params)
+    model = regime.build_model(build_classifier("smallcnn", 4)).train()
+    x, y = torch.rand(6, 3, 32, 32), torch.randint(0, 4, (6,))
+    loss, logs = regime.loss(model, x, y)
+    assert torch.isfinite(loss) and loss.requires_grad
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+    assert {"train/acc", "train/adv_acc"} <= set(logs) and all(0 <= float(v) <= 1 for v in logs.values())
+
+
+@pytest.mark.parametrize("params,field", [({"eps": 0}, "eps"), ({"norm": "l3"}, "norm"), ({"stepz": 3}, "stepz"),
+                                          ({"bn": "frozen"}, "bn")])
+def test_pgd_at_params_validate(params, field):
+    with pytest.raises(ConfigError, match=f"regime.params.{field}"):
+        TrialConfig.parse({"regime": {"name": "pgd_at", "params": params}})
+
+
+def test_fgsm_at_params_validate():
+    with pytest.raises(ConfigError, match="regime.params.adv_weight"):
+        TrialConfig.parse({"regime": {"name": "fgsm_at", "params": {"adv_weight": 2}}})
+    cfg = TrialConfig.parse({"regime": {"name": "fgsm_at", "params": {"eps": 0.01}}})
+    assert REGIMES.get(cfg.regime.name)(cfg.regime.params, cfg).params.eps == 0.01
+
+
+def test_pgd_at_inner_attack_stays_in_ball():
+    regime = REGIMES.get("pgd_at")({"eps": 4 / 255, "steps": 3})
+    model = build_classifier("smallcnn", 4).train()
+    x, y = torch.rand(4, 3, 32, 32), torch.randint(0, 4, (4,))
+    adv = regime.attack(model, x, y)
+    assert float((adv - x).abs().max()) <= 4 / 255 + 1e-6 and regime.eps == 4 / 255
+    assert REGIMES.get("pgd_at")({"norm": "l2"}).eps == 0.5
