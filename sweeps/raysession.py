@@ -15,7 +15,6 @@ def init_ray(address: str | None = None, trial_slots: int | None = None) -> dict
     """``ray.init`` on ``address`` (or RAY_ADDRESS), else a local cluster; returns the cluster resources."""
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     # per-epoch results carry train/* only; the objectives arrive with the final result (or the trial fails)
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     address = address or os.environ.get("RAY_ADDRESS")

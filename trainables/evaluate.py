@@ -11,7 +11,6 @@ Groups: ``accuracy`` (whole test split), ``robustness`` and ``explain`` (a fixed
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -67,6 +66,7 @@ def nanmean_public(values: dict[str, torch.Tensor]) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------------
 @register_group("accuracy")
 class AccuracyGroup(EvalGroup):
+    name = "accuracy"
     uses = "full"
 
     @torch.no_grad()
@@ -192,6 +192,8 @@ def _rank() -> tuple[int, int]:
 # explain group (trainables.explain + trainables.metrics.localization / attribution)
 # ---------------------------------------------------------------------------------------------------
 # (trainables.explain + trainables.metrics.localization / attribution)
+import math  # noqa: E402
+
 from trainables.explain import binarize, cam_boxes, cam_kind_for, compute_cam  # noqa: E402
 from trainables.explain.gradients import ig_map, vg_map  # noqa: E402
 from trainables.metrics import attribution as attr_m  # noqa: E402

@@ -42,7 +42,7 @@ def _peer(model, x):
 @register_bench("explain")
 def run(quick: bool = False) -> list[dict]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    batch, size, repeats = (16, 64, 3) if quick else (64, 64, 20)
+    batch, size, repeats = (16, 64, 3) if quick else (64, 64, 20 if device.type == "cuda" else 5)
     model, x = _setup(batch, size, device)
     common = {"device": device.type, "model": "resnet18", "batch": batch, "size": size}
 

@@ -29,20 +29,20 @@ def test_gradcam_equals_pytorch_grad_cam(backbone):
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     model = build_classifier(backbone, num_classes=5).eval()
-    x = torch.rand(4, 3, 64, 64)
+    x = torch.rand(3, 3, 64, 64)
     compared = 0
-    for targets in (None, torch.tensor([1, 4, 0, 2])):  # predicted class, given class
+    for targets in (None, torch.tensor([1, 4, 0])):  # predicted class, given class
         ours = compute_cam(model, x, "gradcam", targets)
         peer = PeerGradCAM(model, [model.target_layer])(x, [ClassifierOutputTarget(int(t)) for t in ours.targets])
-        assert ours.cam.shape == (4, 64, 64)
+        assert ours.cam.shape == (3, 64, 64)
         np.testing.assert_allclose(ours.cam.numpy(), peer, atol=1e-3)
-        for i in range(4):
+        for i in range(3):
             if peer[i].std() > 0:  # a class whose Grad-CAM is ReLU-ed to zero has no correlation
                 assert _pearson(ours.cam[i].numpy(), peer[i]) >= 0.99
                 compared += 1
         if targets is not None:
             assert ours.targets.tolist() == targets.tolist()
-    assert compared >= 4
+    assert compared >= 3
 
 
 def test_gradcam_toy_values():
@@ -129,9 +129,9 @@ def test_ig_sanity_values():
 
 def test_ig_batched_over_steps_equals_small_chunks_and_completeness():
     model = build_classifier("smallcnn", num_classes=3).eval().double()
-    x, t = torch.rand(3, 3, 16, 16, dtype=torch.float64), torch.tensor([0, 1, 2])
-    big = integrated_gradients(model, x, t, steps=64, max_batch=10_000)
-    small = integrated_gradients(model, x, t, steps=64, max_batch=5)
+    x, t = torch.rand(3, 3, 8, 8, dtype=torch.float64), torch.tensor([0, 1, 2])
+    big = integrated_gradients(model, x, t, steps=32, max_batch=10_000)
+    small = integrated_gradients(model, x, t, steps=32, max_batch=5)
     torch.testing.assert_close(big, small)
     with torch.no_grad():
         gap = model(x).gather(1, t[:, None])[:, 0] - model(torch.zeros_like(x)).gather(1, t[:, None])[:, 0]
@@ -203,7 +203,7 @@ def _ctx(extra=None):
     return EvalContext(model=model, cfg=cfg, regime=build_regime(cfg), device=torch.device("cpu"), num_classes=3)
 
 
-def _data(model, n=12, size=32, boxes=True):
+def _data(model, n=8, size=32, boxes=True):
     g = torch.Generator().manual_seed(1)
     images = (torch.rand(n, 3, size, size, generator=g) * 255).to(torch.uint8)
     with torch.no_grad():
@@ -226,7 +226,7 @@ def test_explain_group_keys_tags_and_gallery():
     assert 0 <= out["explain/box_iou"] <= 1 and 0 <= out["explain/cam_l1"] <= 1
     assert ctx.tags["cam_kind"] == "gradcam"
     fig = ctx.artifacts["cam_gallery"]
-    assert len(fig.axes) == 2 * 8
+    assert len(fig.axes) == 2 * 8  # gallery_images = 8 rows of (image, overlay)
 
 
 def test_explain_group_without_boxes_tags_the_reason():

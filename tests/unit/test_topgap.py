@@ -90,11 +90,13 @@ def test_head_builds_on_every_family(backbone, cam_side):
     assert model.cam(x).shape == (2, 5, cam_side, cam_side)
 
 
-def test_composed_head_equals_the_plain_fpn():
-    model = build_topgap(build_classifier("resnet18", 4), k_frac=0.2, upsample="bilinear").train()
+@pytest.mark.parametrize("upsample", ["nearest", "bilinear"])
+def test_composed_head_equals_the_plain_fpn(upsample):
+    model = build_topgap(build_classifier("smallcnn", 4), k_frac=0.2, upsample=upsample).train()
+    assert model.net.head.composed  # 4 classes < 256 filters
     plain = copy.deepcopy(model)
     plain.net.head.composed = False
-    x = torch.rand(3, 3, 64, 64)
+    x = torch.rand(3, 3, 32, 32)
     outs = []
     for m in (model, plain):
         logits, cam = m(x, with_cam=True)
@@ -105,7 +107,7 @@ def test_composed_head_equals_the_plain_fpn():
         torch.testing.assert_close(g, outs[1][1][n], atol=1e-4, rtol=1e-3, msg=n)
 
 
-@pytest.mark.parametrize("backbone", ["smallcnn", "resnet18", "densenet121"])
+@pytest.mark.parametrize("backbone", ["smallcnn", "resnet18", "efficientnet_b0"])
 def test_no_fpn_gap_model_is_the_standard_model(backbone):
     torch.manual_seed(0)
     std = build_classifier(backbone, 6).eval()
@@ -136,6 +138,16 @@ def test_all_eight_ablations_build_and_step(fpn, l1, topgap):
     assert (loss.item() > logs["train/ce"].item()) == l1
     k = model.net.pool.resolved_k(*model.cam(x).shape[-2:])
     assert (k < model.cam(x)[0, 0].numel()) == topgap
+
+
+def test_checkpoint_round_trip():
+    cfg = _trial({"k": 5})
+    a = build_regime(cfg).build_model(build_classifier("smallcnn", 3)).eval()
+    b = build_regime(cfg).build_model(build_classifier("smallcnn", 3)).eval()
+    b.load_state_dict(a.state_dict())
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(a(x), b(x))
+    assert a.net.pool.resolved_k(16, 16) == 5
 
 
 def test_pixel_count_k_is_checked_against_the_cam():
