@@ -113,6 +113,9 @@ class ArxOptunaSearch(OptunaSearch):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         ot_trial = self._ot_trials[trial_id]
+        if self._ot_study._storage.get_trial(ot_trial._trial_id).state.is_finished():
+            self._completed_trials.add(trial_id)  # told before a driver restart
+            return
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
         values = [(result or {}).get(m) for m in metrics]
         ok = not error and all(v is not None and math.isfinite(float(v)) for v in values)

@@ -90,11 +90,22 @@ class RobustnessGroup(EvalGroup):
     attacked again with their clean prediction as the label, Top-GAP's protocol), ``robust/<attack>_top5``;
     ARA / BTR-ARA (lipschitz paper §III-A) from the per-image minimal RMSEs ``_ara`` / ``_btr``: images are
     taken in order until ``ara_images`` correctly classified ones (split over ranks), misclassified ones
-    count as 0. Attacks run on the eval-mode model (running BN statistics), autocast off."""
+    count as 0. Attacks run on the eval-mode model (running BN statistics), autocast off; with ``fused`` (default)
+    they differentiate ``inference_copy(model)`` (BN folded, channels_last: the same function, faster) and the
+    accuracies are read from the model itself."""
 
     def __init__(self):
         self.ara_left: int | None = None
         self.gen: torch.Generator | None = None
+        self.victim: torch.nn.Module | None = None  # what the attacks differentiate (``fused``)
+
+    def _victim(self, ctx) -> torch.nn.Module:
+        from trainables.attacks.fused import inference_copy
+
+        if self.victim is None:
+            fused = ctx.cfg.evaluation.robust.fused
+            self.victim = inference_copy(ctx.model) if fused else ctx.model
+        return self.victim
 
     def per_image(self, ctx, batch):
         from trainables.metrics.robustness import agree, correct, topk_correct
@@ -123,7 +134,7 @@ class RobustnessGroup(EvalGroup):
     def _attack(self, ctx, name: str):
         from trainables.attacks import fgsm, pgd
 
-        rc, model = ctx.cfg.evaluation.robust, ctx.model
+        rc, model = ctx.cfg.evaluation.robust, self._victim(ctx)
         eps = rc.eps_l2 if name == "pgd_l2" else rc.linf_eps(ctx.cfg.dataset.image_size)
         if name == "fgsm":
             return lambda x, y: fgsm(model, x, y, eps)
@@ -147,7 +158,7 @@ class RobustnessGroup(EvalGroup):
             d = torch.where(take, 0.0, float("nan")).to(x.device)
             miss = torch.full_like(d, float("nan"))
             if len(run):
-                res = minimal_distance(ctx.model, x[run], y[run], goal, steps=rc.ara_steps, rule=rc.ara_rule,
+                res = minimal_distance(self._victim(ctx), x[run], y[run], goal, steps=rc.ara_steps, rule=rc.ara_rule,
                                        total=rc.ara_total, momentum=rc.ara_momentum)
                 never = torch.isinf(res.rmse)
                 d[run] = torch.where(never, res.last_rmse, res.rmse)  # unreached: a lower bound

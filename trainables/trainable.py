@@ -125,6 +125,21 @@ def _root_cause(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[-1] if text else ''}"[:2000]
 
 
+def finished_metrics(cfg: TrialConfig, info: TrackingInfo) -> dict | None:
+    """The final metrics of this trial's MLflow run if it already completed, else None."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=info.uri)
+    exp = client.get_experiment_by_name(info.experiment)
+    if exp is None:
+        return None
+    query = f"tags.`arx.trial_id` = '{info.trial_id}' and tags.`{STATUS_TAG}` = 'completed'"
+    runs = client.search_runs([exp.experiment_id], query, max_results=1)
+    if not runs:
+        return None
+    return {**runs[0].data.metrics, "arx_done": True, "mlflow_run_id": runs[0].info.run_id}
+
+
 def tune_trial(config: dict) -> None:
     """Tune function trainable: one sweep trial (its config holds the TrialConfig + tracking info)."""
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -135,5 +150,9 @@ def tune_trial(config: dict) -> None:
     info = TrackingInfo(uri=t["uri"], experiment=t["experiment"], parent_run_id=t.get("parent_run_id"),
                         trial_id=trial_id, extra_tags={"arx.sweep": t["experiment"]})
     storage = os.path.join(config["storage_path"], "train_runs")
+    done = finished_metrics(cfg, info)
+    if done is not None:  # finished before a driver restart: report, never run twice
+        ray.tune.report(done)
+        return
     fit_trial(cfg, f"trial-{trial_id}", storage, info, callbacks=[TuneReportCallback()],
               max_failures=config.get("train_max_failures", 2))

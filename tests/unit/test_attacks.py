@@ -62,7 +62,7 @@ def test_ramp_schedules():
 # ---- peers ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["smallcnn", "resnet18"])
 def test_fgsm_pgd_match_torchattacks(name):
-    ta = pytest.importorskip("torchattacks")
+    import torchattacks as ta
     m, x, y = _model(name, n=8)
     eps = 8 / 255
     pairs = [
@@ -78,7 +78,7 @@ def test_fgsm_pgd_match_torchattacks(name):
 
 
 def test_pgd_l2_matches_foolbox_robust_accuracy():
-    fb = pytest.importorskip("foolbox")
+    import foolbox as fb
     m, x, y = _model("smallcnn", size=16, n=128)
     eps, steps, rel = 0.05, 10, 0.2
     _, advs, success = fb.attacks.L2PGD(rel_stepsize=rel, steps=steps, random_start=False)(
@@ -199,3 +199,20 @@ def test_generator_params_validate():
     with pytest.raises(ValueError, match="inner"):
         validate_generator("half_half", {"inner": "nope"})
     assert build_generator("half_half", {"eps": 0.05}).inner.params.eps == 0.05
+
+
+# ---- the evaluation's fast victim ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["smallcnn", "resnet18"])
+def test_inference_copy_same_function(name):
+    from trainables.attacks.fused import inference_copy
+
+    m, x, y = _model(name, n=8)
+    f = inference_copy(m)
+    assert not any(isinstance(mod, nn.BatchNorm2d) for mod in f.modules())  # folded into the convs
+    assert all(p.requires_grad for p in m.parameters()) and not any(p.requires_grad for p in f.parameters())
+    with torch.no_grad():
+        assert torch.allclose(f(x), m(x), atol=1e-4, rtol=1e-4)
+    ours, ref = fgsm(f, x, y, 8 / 255), fgsm(m, x, y, 8 / 255)
+    assert (ours != ref).float().mean() < 1e-3  # sign flips only where the gradient is ~0
+    with pytest.raises(ValueError, match="eval-mode"):
+        inference_copy(m.train())

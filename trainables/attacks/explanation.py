@@ -72,7 +72,7 @@ def explanation_figure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rho: 
             cells += [(0.5 + d / (2 * d.abs().max().clamp(min=1e-12)), f"{what} {name(c)}: δ (RMSE {rho:g})"),
                       (p["result"][r, i], f"s={p['p_before'][r, i]:.2f} → {p['p_after'][r, i]:.2f}")]
         for ax, (img, title) in zip(axes[i], cells):
-            img = img.clamp(0, 1).permute(1, 2, 0)
+            img = img.clamp(0, 1).permute(1, 2, 0).numpy()
             ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
             ax.set_title(title, fontsize=8)
             ax.axis("off")

@@ -18,24 +18,42 @@ import torch
 from torch import nn
 
 
-def hhrelu_grad(x: torch.Tensor, d: float) -> torch.Tensor:
-    """f'(x), written with differentiable ops so that double backprop gives f'' = 2d·1[0 < x < 1/(2d)]."""
-    return torch.where(x >= 1.0 / (2 * d), torch.ones_like(x), (2 * d) * torch.relu(x))
-
-
 class _HHReLUFn(torch.autograd.Function):
-    """Saves only the input (like ReLU saves its output); the backward is itself differentiable."""
+    """f(x) = d·u² + relu(x − u), u = clamp(x, 0, 1/(2d)); saves only the input (like ReLU its output)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, d: float) -> torch.Tensor:
         ctx.save_for_backward(x)
         ctx.d = d
-        return torch.where(x < 1.0 / (2 * d), d * torch.relu(x).square(), x - 1.0 / (4 * d))
+        u = x.clamp(0, 1.0 / (2 * d))
+        return torch.sub(x, u).relu_().addcmul_(u, u, value=d)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         (x,) = ctx.saved_tensors
-        return grad_out * hhrelu_grad(x, ctx.d), None
+        return _HHReLUGradFn.apply(grad_out, x, ctx.d), None
+
+
+class _HHReLUGradFn(torch.autograd.Function):
+    """g·f'(x) with f'(x) = 2d·clamp(x, 0, 1/(2d)), itself differentiable once (double backprop):
+    ∂/∂g = f'(x), ∂/∂x = g·f''(x), f''(x) = 2d·1[0 < x < 1/(2d)] (0 at both knots, ALGORITHMS.md §5.6)."""
+
+    @staticmethod
+    def forward(ctx, g: torch.Tensor, x: torch.Tensor, d: float) -> torch.Tensor:
+        ctx.save_for_backward(g, x)
+        ctx.d = d
+        return x.clamp(0, 1.0 / (2 * d)).mul_(2 * d).mul_(g)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gg: torch.Tensor):
+        g, x = ctx.saved_tensors
+        d, grad_g, grad_x = ctx.d, None, None
+        if ctx.needs_input_grad[0]:
+            grad_g = x.clamp(0, 1.0 / (2 * d)).mul_(2 * d).mul_(gg)
+        if ctx.needs_input_grad[1]:
+            grad_x = ((x > 0) & (x < 1.0 / (2 * d))).to(gg.dtype).mul_(2 * d).mul_(gg).mul_(g)
+        return grad_g, grad_x, None
 
 
 def hhrelu(x: torch.Tensor, d: float = 1.0) -> torch.Tensor:
