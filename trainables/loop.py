@@ -13,6 +13,7 @@ import tempfile
 import time
 from contextlib import nullcontext
 
+import ray
 import ray.train
 import ray.train.torch
 import torch
@@ -118,6 +119,7 @@ def train_fn_per_worker(loop_config: dict) -> None:
     rank, world = _world()
     device = ray.train.torch.get_device()
     tracker = RankZeroTracker(loop_config.get("tracking"), rank)
+    tracker.set_tags({"arx.node_id": ray.get_runtime_context().get_node_id()})
     data = build_dataset(cfg.dataset)
     train_set, test_set = data.split("train"), data.split("test")
     torch.manual_seed(cfg.seed)  # the same initialisation on every rank
