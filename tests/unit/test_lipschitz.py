@@ -343,8 +343,8 @@ def test_ddp_double_backprop_matches_single_process(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = str(tmp_path / "ddp.pt")
-    # fork: the children inherit the imported modules (spawn would re-import torch + timm in each)
-    mp.start_processes(_ddp_worker, args=(2, port, out), nprocs=2, join=True, start_method="fork")
+    # spawn, not fork: a forked child inherits torch's OpenMP pool state and can deadlock in gloo
+    mp.start_processes(_ddp_worker, args=(2, port, out), nprocs=2, join=True, start_method="spawn")
     got = torch.load(out, weights_only=False)
 
     model, regime = _ddp_model_and_regime()
