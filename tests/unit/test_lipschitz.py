@@ -74,6 +74,22 @@ def test_hhrelu_double_backprop_gradcheck():
     assert torch.autograd.gradgradcheck(lambda t: hhrelu(t, 1.0), (x,))
 
 
+def test_hhrelu_survives_fx_tracing_and_bn_folding():
+    """FX records hhrelu as one call (the evaluation's BN-folded copy traces models with torch.fx)."""
+    from torch.fx.experimental.optimization import fuse
+
+    model = build_classifier("smallcnn", num_classes=3)
+    swap_relu(model)
+    model.eval()
+    traced = torch.fx.symbolic_trace(model)
+    assert sum(n.target is hhrelu for n in traced.graph.nodes) == 8
+    folded = fuse(model).requires_grad_(False)
+    x = torch.rand(2, 3, 16, 16, requires_grad=True)
+    (g_ref,) = torch.autograd.grad(model(x).sum(), x)
+    (g_fold,) = torch.autograd.grad(folded(x).sum(), x)
+    torch.testing.assert_close(g_fold, g_ref, rtol=1e-4, atol=1e-6)
+
+
 # ---- surgery --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("backbone,expected", [("resnet18", 17), ("smallcnn", 8), ("densenet121", 121)])
 def test_swap_relu_replaces_every_relu(backbone, expected):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import warnings
 
 import torch
+import torch.fx
 from torch import nn
 
 
@@ -59,6 +60,11 @@ class _HHReLUGradFn(torch.autograd.Function):
 def hhrelu(x: torch.Tensor, d: float = 1.0) -> torch.Tensor:
     """Functional Half-Huber ReLU (eq. 11); any shape, any floating dtype."""
     return _HHReLUFn.apply(x, d)
+
+
+# FX (e.g. the BN-folded evaluation copy, ``trainables.attacks.fused``) must record ``hhrelu`` as one call:
+# tracing into the autograd.Function would inline its in-place forward as ordinary autograd ops.
+torch.fx.wrap("hhrelu")
 
 
 class HHReLU(nn.Module):

@@ -80,7 +80,7 @@ def l_adv(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor, psi, k: int = 
         use_label = torch.rand(idx.shape, device=logits.device) < zeta
     s = selected_scalars(logits.float(), y, idx, use_label, zeta_mode)
     grads = [torch.autograd.grad(s[:, j].sum(), x, create_graph=True)[0] for j in range(idx.shape[1])]
-    return gradient_penalty(torch.stack(grads), psi, z, q, sigma)
+    return gradient_penalty(torch.stack(grads) if len(grads) > 1 else grads[0][None], psi, z, q, sigma)
 
 
 def output_zeroing(logits: torch.Tensor, k_out: float) -> torch.Tensor:

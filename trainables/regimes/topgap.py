@@ -2,7 +2,8 @@
 
 One step on a batch (x in [0,1], y):
 1. (``adv`` set) x_adv from ``trainables.attacks.generators`` (kind ``adv``, ``eps=adv_eps``, ``adv_params``
-   e.g. steps/alpha/bn; crafted on the unwrapped model in its train mode, as the authors' codes do):
+   e.g. steps/alpha/bn; defaults as ``fgsm_at`` / ``pgd_at``: ε 4/255, PGD 7 steps of 2.5·ε/7; crafted on
+   the unwrapped model in its train mode, as the authors' codes do):
    ``fgsm`` trains on the concatenation [x; x_fgsm] with labels [y; y] (50/50 clean + FGSM, as
    ``fgsm_at``); ``pgd`` trains on the PGD images only (Madry).
 2. ``logits, X = model(x, with_cam=True)``: X the CAM ``[B,K,h,w]``, logits = Top-GAP(X, k).
@@ -17,6 +18,10 @@ Ablation switches (Table 8; all 8 combinations valid): ``fpn`` (off: a 1×1 conv
 network's last map), ``l1`` (off: λ = 0), ``topgap`` (off: GAP, i.e. k = all pixels). With all three off
 the model equals the standard network. k: ``k`` (pixel count) or ``k_frac`` (fraction of the CAM's
 pixels, default 256/56² — the paper's k = 256 at 224 px, = k 4 on the 7×7 no-FPN map, Table 8).
+
+Learning rate: the FPN head is two stacked linear layers with wide fan-in. On shapes (smallcnn, 32 px)
+AdamW at 2e-3 left the FPN configurations at 0.27-0.78 test accuracy after 8 epochs; at 5e-4 (10 epochs)
+they reached 0.92-0.99, the standard network 0.97.
 """
 from __future__ import annotations
 
@@ -66,8 +71,8 @@ class TopGap(Regime):
         width: int = Field(256, ge=1, description="filters of the FPN's 3x3 convs (Fig. 2: 256)")
         upsample: Literal["nearest", "bilinear"] = Field("nearest", description="FPN upsampling mode (paper: unspecified)")
         adv: Literal["none", "fgsm", "pgd"] = Field("none", description="compose with adversarial training")
-        adv_eps: float = Field(8 / 255, gt=0, le=1, description="L-inf AT budget in [0,1] pixels")
-        adv_params: dict[str, Any] = Field(default_factory=dict, description="extra make_adversarial options (steps, ...)")
+        adv_eps: float = Field(4 / 255, gt=0, le=1, description="L-inf AT budget in [0,1] pixels (as fgsm_at / pgd_at)")
+        adv_params: dict[str, Any] = Field(default_factory=dict, description="extra generator options (steps, alpha, bn)")
 
         @model_validator(mode="after")
         def _valid(self):
@@ -80,7 +85,8 @@ class TopGap(Regime):
             return self
 
         def adv_kwargs(self) -> dict[str, Any]:
-            return {**self.adv_params, "eps": self.adv_eps}
+            steps = {"steps": 7} if self.adv == "pgd" else {}  # pgd_at's default (Madry's CIFAR setting)
+            return {**steps, **self.adv_params, "eps": self.adv_eps}
 
     def __init__(self, params=None, trial_cfg=None):
         super().__init__(params, trial_cfg)
