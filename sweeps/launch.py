@@ -5,6 +5,7 @@ one MLflow parent run; every trial is a nested child run created by the trial dr
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -26,8 +27,38 @@ from trainables.trainable import tune_trial
 
 
 class TunedGridSampler(optuna.samplers.GridSampler):
-    """GridSampler for ask/tell under Tune: ``num_samples`` bounds the sweep, so never ``study.stop()``
-    (which Optuna only allows inside ``optimize``)."""
+    """GridSampler over the *union* of the regimes' grids, for ask/tell under Tune.
+
+    Optuna's grid is the product of every parameter; with a define-by-run space that would pair regime A
+    with each value of regime B's parameters (which A never samples): duplicated trials. Here a grid point
+    is one regime with one combination of its own (and the shared ``search``) categorical values; the
+    parameters of other regimes hold a placeholder that is never suggested. ``num_samples`` bounds the
+    sweep, so never ``study.stop()`` (which Optuna only allows inside ``optimize``).
+    """
+
+    def __init__(self, shared: dict[str, list], per_regime: dict[str, dict[str, list]], seed: int | None = None):
+        space = dict(shared)
+        if len(per_regime) > 1:
+            space["regime"] = list(per_regime)
+        for params in per_regime.values():
+            space.update(params)
+        super().__init__(space or {"_": [None]}, seed=seed)
+        points = []
+        for regime, params in per_regime.items():
+            own = {**shared, **params}
+            for combo in itertools.product(*own.values()):
+                point = {k: v[0] for k, v in space.items()} | dict(zip(own, combo))
+                if "regime" in space:
+                    point["regime"] = regime
+                points.append(tuple(point[k] for k in self._param_names))
+        if points and space:
+            self._all_grids = points
+            self._n_min_trials = len(points)
+            self._rng.rng.shuffle(self._all_grids)
+
+    @property
+    def size(self) -> int:
+        return self._n_min_trials
 
     def after_trial(self, study, trial, state, values) -> None:
         return None
@@ -43,18 +74,33 @@ def make_sampler(spec: SweepSpec, space: SearchSpace):
         return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, group=True)
     if s.name == "random":
         return optuna.samplers.RandomSampler(seed=s.seed)
+    return TunedGridSampler(_grid_choices(spec.search.items(), "search", ""),
+                            {r: _grid_choices(ps.items(), f"regimes.{r}", f"{r}.") for r, ps in spec.regimes.items()},
+                            seed=s.seed)
+
+
+def grid_note(spec: SweepSpec, space: SearchSpace) -> list[str]:
+    """For the grid sampler: how many grid points there are, and what ``num_samples`` does to them."""
+    if spec.sampler.name != "grid":
+        return []
+    size = make_sampler(spec, space).size
+    line = f"grid: {size} points (each regime x its own categorical values), num_samples {spec.num_samples}"
+    if spec.num_samples < size:
+        line += f" -> only {spec.num_samples} of them run; set num_samples={size} for the whole grid"
+    elif spec.num_samples > size:
+        line += f" -> {spec.num_samples - size} points run twice (useful only with noisy trials)"
+    return [line]
+
+
+def _grid_choices(items, where: str, prefix: str) -> dict[str, list]:
     grid = {}
-    if len(spec.regimes) > 1:
-        grid["regime"] = list(spec.regimes)
-    spaces = {f"search.{k}": (k, d) for k, d in spec.search.items()}
-    spaces |= {f"regimes.{r}.{k}": (f"{r}.{k}", d) for r, ps in spec.regimes.items() for k, d in ps.items()}
-    for where, (name, d) in spaces.items():
+    for k, d in items:
         if d.type == "fixed":
             continue
         if d.type != "categorical":
-            raise ConfigError(f"sampler.name: grid needs categorical or fixed parameters; {where} is {d.type}")
-        grid[name] = d.choices
-    return TunedGridSampler(grid, seed=s.seed)
+            raise ConfigError(f"sampler.name: grid needs categorical or fixed parameters; {where}.{k} is {d.type}")
+        grid[f"{prefix}{k}"] = list(d.choices)
+    return grid
 
 
 def sweep_paths(spec: SweepSpec, results: Path) -> dict[str, str]:
@@ -161,7 +207,8 @@ def run_sweep(config: Path | None, results: Path, resume: bool = False, dry_run:
     plan = make_plan(base.resources, cluster, spec.num_samples, spec.max_concurrent,
                      strict=not (address or os.environ.get("RAY_ADDRESS")))
     name = _tune_name(spec, paths["storage"], resume)
-    for line in [f"arx sweep {spec.name!r} -> {name}", *plan.lines(), f"MLflow: {paths['tracking']}"]:
+    for line in [f"arx sweep {spec.name!r} -> {name}", *plan.lines(), *grid_note(spec, space),
+                 f"MLflow: {paths['tracking']}"]:
         console.print(line)
     parent = parent_run(spec, paths["tracking"], name, resume, config)
     driver = {TRIAL_SLOT: 1} if TRIAL_SLOT in cluster else {"CPU": 0.01}
@@ -233,6 +280,8 @@ def _print_dry_run(spec, space, paths, base, address):
     console.print("objectives: " + ", ".join(f"{o.key} ({o.mode})" for o in spec.objectives)
                   + ("; constraints: " + ", ".join(map(str, spec.constraints)) if spec.constraints else ""))
     console.print(rows_table("search space", space.describe(), ["regime", "parameter", "distribution"]))
+    for line in grid_note(spec, space):
+        console.print(line)
     import multiprocessing
 
     cluster = {"CPU": multiprocessing.cpu_count(), "GPU": _local_gpus()} if not address else {}

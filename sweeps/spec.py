@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -37,7 +37,7 @@ class FloatDist(_Strict):
     low: float
     high: float
     log: bool = False
-    step: float | None = None
+    step: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _range(self):
@@ -45,6 +45,8 @@ class FloatDist(_Strict):
             raise ValueError(f"low ({self.low}) must be below high ({self.high})")
         if self.log and self.low <= 0:
             raise ValueError("a log-scale range needs low > 0")
+        if self.log and self.step is not None:
+            raise ValueError("a log-scale range cannot have a step (Optuna)")
         return self
 
 
@@ -53,12 +55,14 @@ class IntDist(_Strict):
     low: int
     high: int
     log: bool = False
-    step: int = 1
+    step: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _range(self):
         if not self.low <= self.high:
             raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        if self.log and (self.low < 1 or self.step != 1):
+            raise ValueError("a log-scale int range needs low >= 1 and step 1 (Optuna)")
         return self
 
 
@@ -72,7 +76,8 @@ class FixedDist(_Strict):
     value: Any
 
 
-Dist = Union[FloatDist, IntDist, CategoricalDist, FixedDist]
+# tagged by ``type``: one error for the chosen kind, not one per union member
+Dist = Annotated[Union[FloatDist, IntDist, CategoricalDist, FixedDist], Field(discriminator="type")]
 
 
 class Objective(_Strict):
@@ -156,8 +161,14 @@ class SweepSpec(_Strict):
     def _consistent(self):
         from trainables.regimes import REGIMES
 
-        for name in self.regimes:
-            REGIMES.get(name)  # unknown regime -> lists the valid ones
+        for name, params in self.regimes.items():
+            regime = REGIMES.get(name)  # unknown regime -> lists the valid ones
+            for p in params:
+                _check_field(regime.Params, p, f"regimes.{name}.{p}")
+        for p in self.search:
+            if p.split(".")[0] == "regime":
+                raise ValueError(f"search.{p}: regime parameters belong under regimes.<name>")
+            _check_field(TrialConfig, p, f"search.{p}")
         base = self.trial_base()
         for i, obj in enumerate(self.objectives):
             _check_produced(obj.key, base, f"objectives[{i}]")
@@ -211,6 +222,18 @@ def _set_path(d: dict, dotted: str, value: Any) -> None:
     d[parts[-1]] = value
 
 
+def _check_field(model: type[BaseModel], dotted: str, where: str) -> None:
+    """A dotted parameter path must name a field (walked while the fields are pydantic models)."""
+    cls = model
+    for part in dotted.split("."):
+        if cls is None:
+            return
+        if part not in cls.model_fields:
+            raise ValueError(f"{where}: unknown parameter {part!r}; allowed: {', '.join(sorted(cls.model_fields))}")
+        ann = cls.model_fields[part].annotation
+        cls = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
 def _check_produced(key: str, base: TrialConfig, where: str) -> None:
     from trainables.evaluate import EVAL_GROUPS
 
@@ -223,8 +246,11 @@ def _check_produced(key: str, base: TrialConfig, where: str) -> None:
 
 
 def load_spec(path: str | Path | None, overrides: list[str] | None = None) -> SweepSpec:
-    """Load and validate a sweep YAML (default: the embedded ``sweeps/configs/default.yaml``)."""
-    path = Path(path) if path else default_config_path()
+    """Load and validate a sweep YAML (default: the embedded ``sweeps/configs/default.yaml``).
+
+    ``path`` may also name an embedded config (``shapes_nag`` -> ``sweeps/configs/shapes_nag.yaml``).
+    """
+    path = resolve_config_path(path)
     data = apply_overrides(load_yaml(path), overrides or [])
     try:
         return SweepSpec.model_validate(data)
@@ -234,3 +260,20 @@ def load_spec(path: str | Path | None, overrides: list[str] | None = None) -> Sw
 
 def default_config_path() -> Path:
     return Path(__file__).parent / "configs" / "default.yaml"
+
+
+def embedded_configs() -> list[str]:
+    return sorted(p.stem for p in (Path(__file__).parent / "configs").glob("*.yaml"))
+
+
+def resolve_config_path(path: str | Path | None) -> Path:
+    """A file path, or the name of an embedded sweep config; a clear error listing them otherwise."""
+    if not path:
+        return default_config_path()
+    p = Path(path)
+    if p.is_file():
+        return p
+    embedded = Path(__file__).parent / "configs" / f"{p.name.removesuffix('.yaml')}.yaml"
+    if p.parent == Path(".") and embedded.is_file():
+        return embedded
+    raise ConfigError(f"config file {str(p)!r} does not exist (embedded configs: {', '.join(embedded_configs())})")

@@ -16,3 +16,15 @@ torch.set_num_threads(2)
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_mlflow_uri():
+    """``mlflow.set_tracking_uri`` also exports MLFLOW_TRACKING_URI, which arx honours as the default
+    store: without this, one test's search would redirect every later sweep into that test's database."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before

@@ -211,7 +211,7 @@ from trainables.metrics import attribution as attr_m  # noqa: E402
 from trainables.metrics import road as road_m  # noqa: E402
 from trainables.metrics import localization as loc_m  # noqa: E402
 
-_LOCALIZATION_KEYS = {"box_iou": "boxes", "mask_iou": "masks", "pointing": "boxes"}
+_LOCALIZATION_KEYS = {"box_iou": "boxes", "box_iou_random": "boxes", "mask_iou": "masks", "pointing": "boxes"}
 
 
 @register_group("explain")
@@ -219,7 +219,7 @@ class ExplainGroup(EvalGroup):
     """``explain/*`` (DESIGN.md), each on the images its definition admits (NaN = not admitted):
 
     - ``box_iou`` (images with a GT box; CAM -> threshold -> contour box, a CAM without any box counts
-      0), ``pointing`` (GT box), ``mask_iou`` (GT mask), ``cam_l1`` (every image); all for the CAM of
+      0) and ``box_iou_random`` (the chance level on the same images: uniform random boxes), ``pointing`` (GT box), ``mask_iou`` (GT mask), ``cam_l1`` (every image); all for the CAM of
       the predicted class (``ctx.tags["cam_kind"]``: native for regimes whose head is the CAM, else Grad-CAM);
     - on correctly classified images only: ``gini_vg``, ``gini_ig``, ``road_aopc``; ``ssim_vg`` (σ
       whose noisy prediction still equals the label), ``ros_vg`` (no perturbation changes the
@@ -242,13 +242,13 @@ class ExplainGroup(EvalGroup):
         kind = cam_kind_for(ctx.regime, ecfg.cam)
         ctx.tags["cam_kind"] = kind
         out = compute_cam(ctx.model, x, kind)
-        values = self._localization(ecfg, want, out.cam, batch, out.targets == y)
+        values = self._localization(ecfg, want, out.cam, batch, out.targets == y, self._rng(ctx, x.device))
         correct = (out.targets == y).nonzero()[:, 0]
         for key, v in self._attribution(ctx, ecfg, want, x[correct], y[correct]).items():
             values[key] = torch.full((len(x),), float("nan"), device=x.device).index_put((correct,), v.float())
         return values
 
-    def _localization(self, ecfg, want, cam, batch, correct):
+    def _localization(self, ecfg, want, cam, batch, correct, generator):
         values = {}
         box = batch["box"]
         nan = torch.full_like(cam[:, 0, 0], float("nan"))
@@ -256,6 +256,9 @@ class ExplainGroup(EvalGroup):
             iou = loc_m.box_iou(cam_boxes(cam, ecfg.cam_threshold, ecfg.box_rule), box).nan_to_num(0.0)
             ok = ~torch.isnan(box).any(1) & (correct if ecfg.box_correct_only else True)
             values["explain/box_iou"] = torch.where(ok, iou, nan)
+            # chance level on the same images: uniform random boxes (the baseline box_iou must beat)
+            rand = loc_m.random_box_iou(box.nan_to_num(0.0), cam.shape[-2], cam.shape[-1], generator=generator)
+            values["explain/box_iou_random"] = torch.where(ok, rand, nan)
         if "mask_iou" in want:
             iou = loc_m.mask_iou(binarize(cam, ecfg.cam_threshold), batch["mask"])
             values["explain/mask_iou"] = torch.where(batch["has_mask"].bool(), iou, nan)

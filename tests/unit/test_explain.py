@@ -224,6 +224,7 @@ def test_explain_group_keys_tags_and_gallery():
                 "explain/gini_ig", "explain/road_aopc"):
         assert key in out and math.isfinite(out[key])
     assert 0 <= out["explain/box_iou"] <= 1 and 0 <= out["explain/cam_l1"] <= 1
+    assert 0 < out["explain/box_iou_random"] < 0.5  # chance level for a 16x18 box in a 32x32 image
     assert ctx.tags["cam_kind"] == "gradcam"
     fig = ctx.artifacts["cam_gallery"]
     assert len(fig.axes) == 2 * 8  # gallery_images = 8 rows of (image, overlay)

@@ -33,6 +33,8 @@ _TABLE = [
     MetricKey("robust/ara", "max", "robustness", "accuracy-robustness area from minimal RMSE distances (g_adv)"),
     MetricKey("robust/btr_ara", "max", "robustness", "ARA for the better-than-random goal (g_btr)"),
     MetricKey("explain/box_iou", "max", "explain", "IoU of the CAM box (threshold -> largest contour) and the GT box"),
+    MetricKey("explain/box_iou_random", "max", "explain",
+              "chance level of box_iou on the same images: mean IoU of uniform random boxes (a baseline)"),
     MetricKey("explain/mask_iou", "max", "explain", "IoU of the thresholded CAM and the GT mask"),
     MetricKey("explain/pointing", "max", "explain", "pointing game: CAM maximum inside the GT box"),
     MetricKey("explain/cam_l1", "min", "explain", "mean of the min-max-normalised CAM (sparsity)"),
