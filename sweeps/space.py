@@ -120,10 +120,20 @@ class ArxOptunaSearch(OptunaSearch):
         values = [(result or {}).get(m) for m in metrics]
         ok = not error and all(v is not None and math.isfinite(float(v)) for v in values)
         if ok:
-            for c in self._constraints:
-                if c.key in result:
-                    ot_trial.set_user_attr(f"constraint:{c}", c.violation(result))
+            for c in self._constraints:  # Optuna 5: NSGA-II / TPE rank feasible (all <= 0) trials first
+                v = _violation(c, result)
+                ot_trial.set_user_attr(f"constraint:{c}", v)
+                ot_trial.set_constraint(str(c), v)
             self._ot_study.tell(ot_trial, values if len(values) > 1 else values[0])
         else:
             self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
         self._completed_trials.add(trial_id)
+
+
+def _violation(c, result: dict) -> float:
+    """A constraint's violation; a missing or NaN metric counts as infeasible (Optuna rejects NaN)."""
+    try:
+        v = c.violation(result)
+    except (KeyError, TypeError, ValueError):
+        return math.inf
+    return math.inf if math.isnan(v) else v
