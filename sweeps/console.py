@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import math
+import sys
 
 from rich.console import Console
 from rich.table import Table
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# no markup (trial ids like "[b7f7e4aa]" would be read as styles); progress lines never wrap; piped into a
+# log, tables get 140 columns instead of rich's 80
+console = Console(highlight=False, markup=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
+err_console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
 
 def fmt(v) -> str:

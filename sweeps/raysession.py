@@ -22,7 +22,7 @@ def init_ray(address: str | None = None, trial_slots: int | None = None) -> dict
     if ray.is_initialized():
         return ray.cluster_resources()
     env_vars = {k: os.environ[k] for k in ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "RAY_TRAIN_V2_ENABLED",
-                                           "MLFLOW_TRACKING_URI", "OMP_NUM_THREADS") if k in os.environ}
+                                           "MLFLOW_TRACKING_URI", "OMP_NUM_THREADS", "ARX_TRAIN_LOG_LEVEL") if k in os.environ}
     kwargs = dict(runtime_env={"env_vars": env_vars}, logging_level=logging.WARNING,
                   log_to_driver=True, configure_logging=True)
     try:

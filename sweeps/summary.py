@@ -8,7 +8,8 @@ import pandas as pd
 from sweeps.console import console, rows_table
 
 
-def trial_rows(grid, objectives: list[str]) -> list[dict]:
+def trial_rows(grid, objectives: list[str], search_keys=()) -> list[dict]:
+    """One row per trial; ``params``: the regime's parameters and the values of the shared ``search`` paths."""
     rows = []
     for res in grid:
         m = res.metrics or {}
@@ -23,8 +24,15 @@ def trial_rows(grid, objectives: list[str]) -> list[dict]:
         elif not m.get("arx_done"):
             row["reason"] = m.get("arx_failed", "no final result")
         row["params"] = {k: v for k, v in trial.get("regime", {}).get("params", {}).items()}
+        row["params"] |= {k: _get_path(trial, k) for k in search_keys}
         rows.append(row)
     return rows
+
+
+def _get_path(d: dict, dotted: str):
+    for part in dotted.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
 
 
 def _trial_id(res) -> str:
@@ -51,7 +59,7 @@ def pareto_rows(rows: list[dict], objectives: list[str], modes: list[str]) -> li
 
 def summarize(spec, grid, paths, parent_run_id: str, name: str) -> dict:
     objectives, modes = spec.metric_names, spec.modes
-    rows = trial_rows(grid, objectives)
+    rows = trial_rows(grid, objectives, list(spec.search))
     front = pareto_rows(rows, objectives, modes)
     cols = ["trial", "regime", "status", *objectives]
     console.print(rows_table(f"sweep {name}: {len(rows)} trials", rows, cols))

@@ -113,8 +113,20 @@ def load_state(checkpoint, model, optimizer, scheduler, scaler, regime) -> int:
     return state["epoch"] + 1
 
 
+def _quiet_report_logs() -> None:
+    """Ray 2.60 logs every ``ray.train.report`` at INFO under a logger named by the file's *path*
+    (``logging.getLogger(__file__)`` in execution/context.py), so ``RunConfig(logging_config=...)`` misses
+    it; give it the same level (``ARX_TRAIN_LOG_LEVEL``, default WARNING)."""
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # another Ray layout: nothing to quiet
+        return
+    context.logger.setLevel(os.environ.get("ARX_TRAIN_LOG_LEVEL", "WARNING").upper())
+
+
 def train_fn_per_worker(loop_config: dict) -> None:
     """Entry point of every Train worker. ``loop_config``: {"trial": TrialConfig dict, "tracking": {...}}."""
+    _quiet_report_logs()
     cfg = TrialConfig.parse(loop_config["trial"])  # validated again at the process boundary
     rank, world = _world()
     device = ray.train.torch.get_device()
@@ -139,6 +151,7 @@ def train_fn_per_worker(loop_config: dict) -> None:
     for epoch in range(start, cfg.optim.epochs):
         t0 = time.perf_counter()
         loader = _loader(train_set, cfg, rank, world, epoch)
+        regime.start_epoch(epoch, cfg.optim.epochs)
         try:
             logs = train_epoch(ddp_model, regime, optimizer, loader, device, cfg, scaler, epoch, world)
         except NonFiniteLoss as e:

@@ -90,6 +90,8 @@ def make_trainer(cfg: TrialConfig, run_name: str, storage_path: str, tracking: d
             name=run_name, storage_path=storage_path, callbacks=callbacks or [],
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.checkpoint.keep),
+            # Ray Train's per-report INFO lines would drown arx's own progress; ARX_TRAIN_LOG_LEVEL=INFO restores them
+            logging_config=ray.train.LoggingConfig(log_level=os.environ.get("ARX_TRAIN_LOG_LEVEL", "WARNING")),
         ),
     )
 

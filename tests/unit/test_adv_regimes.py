@@ -44,3 +44,24 @@ def test_pgd_at_inner_attack_stays_in_ball():
     adv = regime.attack(model, x, y)
     assert float((adv - x).abs().max()) <= 4 / 255 + 1e-6 and regime.eps == 4 / 255
     assert REGIMES.get("pgd_at")({"norm": "l2"}).eps == 0.5
+
+
+def test_eps_scale_ramps_linearly_over_the_warmup_share():
+    from trainables.regimes.pgd_at import eps_scale
+
+    assert [eps_scale(e, 8, 0.5) for e in range(8)] == [0.25, 0.5, 0.75, 1, 1, 1, 1, 1]
+    assert [eps_scale(e, 10, 0.25) for e in range(4)] == [1 / 3, 2 / 3, 1, 1]  # ceil(2.5) = 3 warm-up epochs
+    assert eps_scale(0, 8, 0.0) == 1 and eps_scale(0, 0, 0.5) == 1  # off; no schedule known -> full ε
+
+
+@pytest.mark.parametrize("name", ["pgd_at", "fgsm_at", "smooth_at"])
+def test_eps_warmup_scales_the_training_attack(name):
+    regime = REGIMES.get(name)({"eps": 8 / 255, "eps_warmup": 0.5})
+    model = regime.build_model(build_classifier("smallcnn", 4)).train()
+    x, y = torch.rand(4, 3, 32, 32), torch.randint(0, 4, (4,))
+    assert regime.epoch_logs()["train/eps"] == pytest.approx(8 / 255)  # built at full ε (no loop, e.g. bench)
+    regime.start_epoch(0, 8)  # first of 4 warm-up epochs: ε/4
+    assert regime.epoch_logs()["train/eps"] == pytest.approx(2 / 255)
+    assert float((regime.attack(model, x, y) - x).abs().max()) <= 2 / 255 + 1e-6
+    regime.start_epoch(5, 8)  # after the warm-up, and after a resume into a later epoch: full ε
+    assert regime.epoch_logs()["train/eps"] == pytest.approx(8 / 255)

@@ -50,6 +50,7 @@ _TABLE = [
     MetricKey("train/epoch_time", "min", "train", "seconds per epoch"),
     MetricKey("train/images_per_s", "max", "train", "training throughput, all workers"),
     MetricKey("train/lr", "max", "train", "learning rate at the end of the epoch"),
+    MetricKey("train/eps", "max", "train", "AT regimes: training ε of the epoch (ramps with eps_warmup)"),
     MetricKey("train/psi", "max", "train", "Lipschitz regime: ψ at the end of the epoch"),
     MetricKey("cost/device_seconds", "min", "cost", "wall seconds x workers of the whole trial"),
     MetricKey("cost/eval_seconds", "min", "cost", "seconds spent in the final evaluation"),

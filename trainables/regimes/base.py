@@ -59,6 +59,9 @@ class Regime:
     def epoch_logs(self) -> dict[str, float]:
         return {}
 
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Called by the loop before each training epoch (0-based; also after a resume): schedules."""
+
     def eval_model(self, model: nn.Module) -> nn.Module:
         return model
 

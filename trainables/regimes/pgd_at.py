@@ -12,6 +12,7 @@ off, BN mode ``bn`` (keep = train mode, as the authors' codes do; "eval" = attac
 """
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -26,6 +27,13 @@ from trainables.regimes.base import Regime, RegimeParams, register_regime
 DEFAULT_EPS = {"linf": 4 / 255, "l2": 0.5}
 
 
+def eps_scale(epoch: int, epochs: int, warmup: float) -> float:
+    """ε warm-up: the share of the full ε used in ``epoch`` (0-based) when ε ramps linearly over the first
+    ``warmup`` share of ``epochs`` (epoch e of W warm-up epochs uses (e + 1) / W; 1 afterwards)."""
+    w = math.ceil(warmup * epochs)
+    return 1.0 if w <= 0 else min(1.0, (epoch + 1) / w)
+
+
 @register_regime("pgd_at")
 class PGDAT(Regime):
     class Params(RegimeParams):
@@ -36,13 +44,26 @@ class PGDAT(Regime):
         random_start: bool = True
         clean_weight: float = Field(0.0, ge=0, le=1, description="weight of clean CE (0 = Madry)")
         bn: BNMode = Field("keep", description="batch-norm mode while crafting (keep = train mode)")
+        eps_warmup: float = Field(0.0, ge=0, le=1, description="ramp ε linearly over this share of the epochs (0 = off, Madry)")
 
     def __init__(self, params=None, trial_cfg=None):
         super().__init__(params, trial_cfg)
         p = self.params
         self.eps = p.eps if p.eps is not None else DEFAULT_EPS[p.norm]
+        self._build_attack(1.0)
+
+    def _build_attack(self, scale: float) -> None:
+        p = self.params
+        self.eps_now = self.eps * scale
         self.attack = build_generator("pgd" if p.norm == "linf" else "pgd_l2", {
-            "eps": self.eps, "alpha": p.alpha, "steps": p.steps, "random_start": p.random_start, "bn": p.bn})
+            "eps": self.eps_now, "alpha": p.alpha * scale if p.alpha else None, "steps": p.steps,
+            "random_start": p.random_start, "bn": p.bn})
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        self._build_attack(eps_scale(epoch, epochs, self.params.eps_warmup))
+
+    def epoch_logs(self) -> dict[str, float]:
+        return {"train/eps": self.eps_now}
 
     def loss(self, model, x, y):
         x_adv = self.attack(unwrap(model), x, y)
