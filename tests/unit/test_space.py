@@ -41,7 +41,7 @@ def test_regime_params_are_sampled_only_when_the_regime_is_chosen():
         cfg = TrialConfig.parse(data)
         assert cfg.regime.name == regime
         assert cfg.regime.params == {k.split(".", 1)[1]: v for k, v in trial.params.items() if k != "regime"} | (
-            {"steps": 3} if regime == "pgd_at" else {})
+            {"steps": 3, "eps_warmup": 0.5} if regime == "pgd_at" else {"eps_warmup": 0.5} if regime == "fgsm_at" else {})
         assert cfg.dataset.name == "shapes" and cfg.optim.epochs == 8  # the base is in place
     assert seen == set(spec.regimes)
 
@@ -54,9 +54,9 @@ def test_fixed_values_are_returned_not_suggested():
         assert data["seed"] == trial.params["seed"] in (0, 1)
         params = TrialConfig.parse(data).regime.params
         if regime == "smooth_at":
-            assert params == {"filter": "gaussian", "placement": 1, "eps": 0.0313725, "steps": 7}
+            assert params == {"filter": "gaussian", "placement": 1, "eps": 0.0313725, "steps": 5, "eps_warmup": 0.5}
         elif regime == "pgd_at":
-            assert params == {"eps": 0.0313725, "steps": 7}
+            assert params == {"eps": 0.0313725, "steps": 5, "eps_warmup": 0.5}
 
 
 def test_log_floats_stay_in_range_and_are_log_distributions():
