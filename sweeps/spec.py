@@ -164,7 +164,11 @@ class SweepSpec(_Strict):
         for name, params in self.regimes.items():
             regime = REGIMES.get(name)  # unknown regime -> lists the valid ones
             for p in params:
-                _check_field(regime.Params, p, f"regimes.{name}.{p}")
+                if is_trial_path(regime.Params, p):  # a per-regime TrialConfig setting, e.g. optim.lr
+                    _check_field(TrialConfig, p, f"regimes.{name}.{p}")
+                else:
+                    _check_field(regime.Params, p, f"regimes.{name}.{p}",
+                                 "; or a TrialConfig path for this regime only, e.g. optim.lr")
         for p in self.search:
             if p.split(".")[0] == "regime":
                 raise ValueError(f"search.{p}: regime parameters belong under regimes.<name>")
@@ -203,11 +207,14 @@ class SweepSpec(_Strict):
     def trial_dict(self, regime: str, sampled: dict[str, Any]) -> dict[str, Any]:
         """The full TrialConfig dict of one trial from the sampled values (names as in ``SearchSpace``)."""
         data = self.trial_base().to_dict()
+        from trainables.regimes import REGIMES
+
         prefix = f"{regime}."
         params: dict[str, Any] = {}
         for name, value in sampled.items():
             if name.startswith(prefix):
-                _set_path(params, name[len(prefix):], value)
+                sub = name[len(prefix):]
+                _set_path(data if is_trial_path(REGIMES.get(regime).Params, sub) else params, sub, value)
             elif name in self.search:
                 _set_path(data, name, value)
         base_params = data["regime"]["params"] if data["regime"]["name"] == regime else {}
@@ -222,14 +229,25 @@ def _set_path(d: dict, dotted: str, value: Any) -> None:
     d[parts[-1]] = value
 
 
-def _check_field(model: type[BaseModel], dotted: str, where: str) -> None:
+TRIAL_SECTIONS = frozenset(TrialConfig.model_fields) - {"regime", "name"}
+
+
+def is_trial_path(params_model: type[BaseModel], dotted: str) -> bool:
+    """A key in a regime's space that is not one of its parameters but starts with a TrialConfig section
+    (``optim.lr``, ``model.drop_rate``, ``seed``) sets that TrialConfig value for this regime's trials only."""
+    head = dotted.split(".")[0]
+    return head not in params_model.model_fields and head in TRIAL_SECTIONS
+
+
+def _check_field(model: type[BaseModel], dotted: str, where: str, hint: str = "") -> None:
     """A dotted parameter path must name a field (walked while the fields are pydantic models)."""
     cls = model
     for part in dotted.split("."):
         if cls is None:
             return
         if part not in cls.model_fields:
-            raise ValueError(f"{where}: unknown parameter {part!r}; allowed: {', '.join(sorted(cls.model_fields))}")
+            raise ValueError(f"{where}: unknown parameter {part!r}; allowed: {', '.join(sorted(cls.model_fields))}"
+                             + (hint if cls is model else ""))
         ann = cls.model_fields[part].annotation
         cls = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
 

@@ -179,3 +179,18 @@ def test_the_minimal_spec_itself_is_valid(tmp_path):
     assert list(spec.regimes) == ["standard", "fgsm_at"] and spec.sampler.name == "nsga2"
     assert TrialConfig.parse(spec.trial_dict("standard", {"dataset.params.n_train": 128})).dataset.params == {
         "n_train": 128}
+
+
+def test_a_regime_space_may_set_trialconfig_values_for_that_regime_only(tmp_path):
+    doc = minimal(regimes={"standard": {}, "fgsm_at": {"eps": FLOAT, "optim.lr": {"type": "fixed", "value": 5e-4},
+                                                       "optim.epochs": {"type": "categorical", "choices": [2, 4]}}})
+    spec = load_spec(write(tmp_path, doc))
+    cfg = TrialConfig.parse(spec.trial_dict("fgsm_at", {"fgsm_at.eps": 0.02, "fgsm_at.optim.lr": 5e-4,
+                                                        "fgsm_at.optim.epochs": 4}))
+    assert cfg.optim.lr == 5e-4 and cfg.optim.epochs == 4 and cfg.regime.params == {"eps": 0.02}
+    other = TrialConfig.parse(spec.trial_dict("standard", {}))
+    assert other.optim.lr == TrialConfig().optim.lr and other.optim.epochs == TrialConfig().optim.epochs
+    bad = minimal(regimes={"fgsm_at": {"optim.lrate": {"type": "fixed", "value": 1e-3}}})
+    assert "regimes.fgsm_at.optim.lrate" in config_error(tmp_path, bad)
+    msg = config_error(tmp_path, minimal(regimes={"fgsm_at": {"epsilon": FLOAT}}))
+    assert "regimes.fgsm_at.epsilon" in msg and "TrialConfig path" in msg
