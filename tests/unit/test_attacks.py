@@ -11,22 +11,13 @@ from trainables.attacks.explanation import explain, explanation_figure, runner_u
 from trainables.attacks.generators import GENERATORS, build_generator, validate_generator
 from trainables.attacks.minimal import l2_ball, l2min
 from trainables.attacks.norms import ramp_sizes, rmse
-from trainables.models import build_classifier
+from calibrated import calibrated
 
 
 def _model(name="smallcnn", classes=5, size=32, n=16, seed=0):
     """An eval-mode Classifier whose BN statistics are the batch's (so predictions vary between images) and a
     batch labelled with the model's own predictions (clean accuracy 100 %)."""
-    torch.manual_seed(seed)
-    m = build_classifier(name, classes)
-    x = torch.rand(n, 3, size, size)
-    for bn in m.modules():
-        if isinstance(bn, nn.BatchNorm2d):
-            bn.momentum = 1.0
-    with torch.no_grad():
-        m.train()(x)
-        y = m.eval()(x).argmax(1)
-    return m, x, y
+    return calibrated(name, classes, size, n, seed)
 
 
 class Linear2(nn.Module):

@@ -57,23 +57,13 @@ def test_indicators():
 
 # ---- the evaluation group ------------------------------------------------------------------------------------
 def _ctx(**robust):
-    from torch import nn
-
+    from calibrated import calibrated
     from trainables.config import TrialConfig
     from trainables.evaluate import EvalContext
-    from trainables.models import build_classifier
 
     cfg = TrialConfig.parse({"dataset": {"image_size": 16}, "evaluation": {"groups": ["robustness"], "robust": {
         "pgd_steps": 2, "ara_steps": 8, "explain_images": 2, "explain_steps": 3, **robust}}})
-    torch.manual_seed(0)
-    model = build_classifier("smallcnn", 3)
-    x = torch.rand(12, 3, 16, 16)
-    for bn in model.modules():
-        if isinstance(bn, nn.BatchNorm2d):
-            bn.momentum = 1.0
-    with torch.no_grad():
-        model.train()(x)
-        pred = model.eval()(x).argmax(1)
+    model, x, pred = calibrated("smallcnn", 3, size=16, n=12, seed=0)
     y = torch.where(torch.arange(12) % 3 == 0, (pred + 1) % 3, pred)  # images 0, 3, 6, 9 misclassified
     return EvalContext(model=model, cfg=cfg, regime=None, device=torch.device("cpu"), num_classes=3), x, y
 
