@@ -47,7 +47,7 @@ def test_pgd_at_inner_attack_stays_in_ball():
 
 
 def test_eps_scale_ramps_linearly_over_the_warmup_share():
-    from trainables.regimes.pgd_at import eps_scale
+    from trainables.regimes.base import eps_scale
 
     assert [eps_scale(e, 8, 0.5) for e in range(8)] == [0.25, 0.5, 0.75, 1, 1, 1, 1, 1]
     assert [eps_scale(e, 10, 0.25) for e in range(4)] == [1 / 3, 2 / 3, 1, 1]  # ceil(2.5) = 3 warm-up epochs

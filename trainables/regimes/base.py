@@ -17,16 +17,19 @@ A regime is one module with one registered class:
   [0,1]. Returns ``(loss, logs)`` where ``logs`` maps ``train/*`` keys to floats or 0-d tensors.
 - ``state_dict`` / ``load_state_dict``: state that must survive checkpoints (e.g. adaptive ψ).
 - ``epoch_logs()``: extra ``train/*`` values reported once per epoch (e.g. ``train/psi``).
+- ``start_epoch(epoch, epochs)``: called before each training epoch (schedules such as the ε warm-up of
+  ``WarmupAttackRegime``).
 - ``eval_model(model)``: the module the evaluation suite sees (default: the model itself).
 - ``cam_kind``: ``"gradcam"`` or ``"native"`` (heads whose output is the CAM, e.g. Top-GAP).
 """
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from trainables.registry import Registry
@@ -64,6 +67,38 @@ class Regime:
 
     def eval_model(self, model: nn.Module) -> nn.Module:
         return model
+
+
+def eps_scale(epoch: int, epochs: int, warmup: float) -> float:
+    """ε warm-up: the share of the full ε used in ``epoch`` (0-based) when ε ramps linearly over the first
+    ``warmup`` share of ``epochs`` (epoch e of W warm-up epochs uses (e + 1) / W; 1 afterwards)."""
+    w = math.ceil(warmup * epochs)
+    return 1.0 if w <= 0 else min(1.0, (epoch + 1) / w)
+
+
+class WarmupParams(RegimeParams):
+    eps_warmup: float = Field(0.0, ge=0, le=1, description="ramp ε linearly over this share of the epochs (0 = off)")
+
+
+class WarmupAttackRegime(Regime):
+    """An adversarial-training regime whose training attack ε ramps up over ``params.eps_warmup`` of the
+    epochs: a subclass builds its attack for a share of the full ε in ``_build_attack(scale)`` (setting
+    ``eps_now``); the schedule and the ``train/eps`` log live here."""
+
+    Params: ClassVar[type[RegimeParams]] = WarmupParams
+
+    def __init__(self, params=None, trial_cfg=None):
+        super().__init__(params, trial_cfg)
+        self.eps_now = 0.0
+
+    def _build_attack(self, scale: float) -> None:
+        raise NotImplementedError
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        self._build_attack(eps_scale(epoch, epochs, self.params.eps_warmup))
+
+    def epoch_logs(self) -> dict[str, float]:
+        return {"train/eps": self.eps_now}
 
 
 REGIMES: Registry[type[Regime]] = Registry("regime", "trainables.regimes")

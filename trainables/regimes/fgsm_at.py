@@ -18,28 +18,23 @@ from pydantic import Field
 from trainables.attacks.generators import build_generator
 from trainables.attacks.gradient import BNMode
 from trainables.models import unwrap
-from trainables.regimes.pgd_at import eps_scale
-from trainables.regimes.base import Regime, RegimeParams, register_regime
+from trainables.regimes.base import WarmupAttackRegime, WarmupParams, register_regime
 
 
 @register_regime("fgsm_at")
-class FGSMAT(Regime):
-    class Params(RegimeParams):
+class FGSMAT(WarmupAttackRegime):
+    class Params(WarmupParams):
         eps: float = Field(4 / 255, gt=0, le=1, description="FGSM L-inf budget in [0,1] pixels (paper: unstated)")
         adv_weight: float = Field(0.5, ge=0, le=1, description="weight of the FGSM half of the loss (50/50: 0.5)")
         bn: BNMode = Field("keep", description="batch-norm mode while crafting FGSM (keep = train mode)")
-        eps_warmup: float = Field(0.0, ge=0, le=1, description="ramp ε linearly over this share of the epochs (0 = off)")
 
     def __init__(self, params=None, trial_cfg=None):
         super().__init__(params, trial_cfg)
-        self.start_epoch(0, 0)
+        self._build_attack(1.0)
 
-    def start_epoch(self, epoch: int, epochs: int) -> None:
-        self.eps_now = self.params.eps * eps_scale(epoch, epochs, self.params.eps_warmup)
+    def _build_attack(self, scale: float) -> None:
+        self.eps_now = self.params.eps * scale
         self.attack = build_generator("fgsm", {"eps": self.eps_now, "bn": self.params.bn})
-
-    def epoch_logs(self) -> dict[str, float]:
-        return {"train/eps": self.eps_now}
 
     def loss(self, model, x, y):
         x_adv = self.attack(unwrap(model), x, y)

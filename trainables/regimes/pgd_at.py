@@ -12,7 +12,6 @@ off, BN mode ``bn`` (keep = train mode, as the authors' codes do; "eval" = attac
 """
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
@@ -22,21 +21,14 @@ from pydantic import Field
 from trainables.attacks.generators import build_generator
 from trainables.attacks.gradient import BNMode
 from trainables.models import unwrap
-from trainables.regimes.base import Regime, RegimeParams, register_regime
+from trainables.regimes.base import WarmupAttackRegime, WarmupParams, register_regime
 
 DEFAULT_EPS = {"linf": 4 / 255, "l2": 0.5}
 
 
-def eps_scale(epoch: int, epochs: int, warmup: float) -> float:
-    """ε warm-up: the share of the full ε used in ``epoch`` (0-based) when ε ramps linearly over the first
-    ``warmup`` share of ``epochs`` (epoch e of W warm-up epochs uses (e + 1) / W; 1 afterwards)."""
-    w = math.ceil(warmup * epochs)
-    return 1.0 if w <= 0 else min(1.0, (epoch + 1) / w)
-
-
 @register_regime("pgd_at")
-class PGDAT(Regime):
-    class Params(RegimeParams):
+class PGDAT(WarmupAttackRegime):
+    class Params(WarmupParams):
         norm: Literal["linf", "l2"] = Field("linf", description="threat model of the inner maximisation")
         eps: float | None = Field(None, gt=0, description="budget; default 4/255 (linf) or 0.5 (l2), pixel units")
         alpha: float | None = Field(None, gt=0, description="step size; default 2.5*eps/steps")
@@ -44,7 +36,6 @@ class PGDAT(Regime):
         random_start: bool = True
         clean_weight: float = Field(0.0, ge=0, le=1, description="weight of clean CE (0 = Madry)")
         bn: BNMode = Field("keep", description="batch-norm mode while crafting (keep = train mode)")
-        eps_warmup: float = Field(0.0, ge=0, le=1, description="ramp ε linearly over this share of the epochs (0 = off, Madry)")
 
     def __init__(self, params=None, trial_cfg=None):
         super().__init__(params, trial_cfg)
@@ -58,12 +49,6 @@ class PGDAT(Regime):
         self.attack = build_generator("pgd" if p.norm == "linf" else "pgd_l2", {
             "eps": self.eps_now, "alpha": p.alpha * scale if p.alpha else None, "steps": p.steps,
             "random_start": p.random_start, "bn": p.bn})
-
-    def start_epoch(self, epoch: int, epochs: int) -> None:
-        self._build_attack(eps_scale(epoch, epochs, self.params.eps_warmup))
-
-    def epoch_logs(self) -> dict[str, float]:
-        return {"train/eps": self.eps_now}
 
     def loss(self, model, x, y):
         x_adv = self.attack(unwrap(model), x, y)
