@@ -66,16 +66,28 @@ def ui(results: Path = ResultsOpt, port: int = typer.Option(5000, help="port on 
 
 @app.command()
 def bench(suites: List[str] = typer.Argument(None, help="suites to run (default: all)"),
-          quick: bool = typer.Option(False, help="smaller sizes, for a smoke run")):
+          quick: bool = typer.Option(False, help="smaller sizes, for a smoke run"),
+          out: Optional[Path] = typer.Option(None, help="also append every row as a JSON line to this file")):
     """Performance ratios against peer libraries (speed targets live here, not in tests)."""
+    import json
+    import time
+
     from analysis.bench import BENCHES
     from sweeps.console import rows_table
 
     names = suites or BENCHES.names()
     for name in names:
+        BENCHES.get(name)  # an unknown suite fails before any suite runs
+    for name in names:
+        console.print(f"arx bench {name}: running ...")
         rows = BENCHES.get(name)(quick=quick)
         cols = list(dict.fromkeys(k for r in rows for k in r))
         console.print(rows_table(f"arx bench {name}", rows, cols))
+        if out is not None:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+            with open(out, "a") as f:
+                for r in rows:
+                    f.write(json.dumps({"time": stamp, "quick": quick, **r}) + "\n")
 
 
 def main() -> None:

@@ -32,7 +32,8 @@ def metrics_table(title: str, metrics: dict[str, float]) -> Table:
 def rows_table(title: str, rows: list[dict], columns: list[str]) -> Table:
     table = Table(title=title)
     for c in columns:
-        table.add_column(c, justify="right" if c not in ("regime", "status", "trial", "reason") else "left")
+        left = c in ("regime", "status", "trial", "reason", "bench")
+        table.add_column(c, justify="left" if left else "right", no_wrap=c == "bench")
     for r in rows:
         table.add_row(*[fmt(r.get(c, "")) for c in columns])
     return table

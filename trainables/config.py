@@ -99,7 +99,7 @@ class RobustEvalConfig(Strict):
     pgd_steps: int = Field(10, ge=1)
     pgd_step_ratio: float = Field(2.5, gt=0, description="PGD step size = ratio * eps / steps")
     random_start: bool = True
-    fused: bool = Field(True, description="attack a BN-folded channels_last copy of the eval model (same function, faster)")
+    fused: bool = Field(True, description="attack a frozen BN-folded copy of the eval model, laid out for speed (same function; attacks/fused.py)")
     ara_images: int = Field(64, ge=0, description="correctly classified images used for ARA / BTR-ARA (paper: 1000); 0 = off")
     ara_steps: int = Field(100, ge=1, description="Algorithm 1 steps (paper and code: 450)")
     ara_rule: Literal["ramp", "sgd"] = Field("ramp", description="ramp: the authors' code (RMSE-normalised ramped steps); sgd: paper Algorithm 1")

@@ -91,8 +91,8 @@ class RobustnessGroup(EvalGroup):
     ARA / BTR-ARA (lipschitz paper §III-A) from the per-image minimal RMSEs ``_ara`` / ``_btr``: images are
     taken in order until ``ara_images`` correctly classified ones (split over ranks), misclassified ones
     count as 0. Attacks run on the eval-mode model (running BN statistics), autocast off; with ``fused`` (default)
-    they differentiate ``inference_copy(model)`` (BN folded, channels_last: the same function, faster) and the
-    accuracies are read from the model itself."""
+    they differentiate ``inference_copy(model)`` (BN folded, per-layer CPU plan or channels_last: the same
+    function, faster) and the accuracies are read from the model itself."""
 
     def __init__(self):
         self.ara_left: int | None = None

@@ -2,13 +2,14 @@
 
 Setup (issue target: ratio ≤ 0.8): timm resnet18 (random weights, eval mode) wrapped in ``Classifier``,
 64×64 images, batch 64, L-inf ε = 8/255, α = 2/255, 10 steps, no random start, labels = the model's clean
-predictions; ``quick=True`` uses 32×32 and batch 16. The two attacks alternate within every repeat (fair
-under a noisy machine); medians are reported.
+predictions; ``quick=True`` uses 32×32 and batch 16. The attacks alternate within every repeat (fair under a
+noisy machine: on the 2-core VM the same call varies by ±15 % between runs); medians of 7 repeats are reported.
 
 Rows:
-- ``attacks/pgd10``: ours as the evaluation runs it — ``pgd`` on ``inference_copy(model)`` (BN folded,
-  channels_last, frozen; the copy is built inside the timed call) vs ``torchattacks.PGD`` on the model.
-  Adversarial images differ by float rounding; both robust accuracies are reported.
+- ``attacks/pgd10``: ours as the evaluation runs it — ``pgd`` on ``inference_copy(model)`` (BN folded, frozen,
+  in the device's attack layout: the per-layer CPU plan of ``trainables.attacks.fused`` on CPU, channels_last
+  on GPU; the copy is built inside the timed call) vs ``torchattacks.PGD`` on the model. Adversarial images
+  may differ by float rounding; both robust accuracies are reported.
 - ``attacks/pgd10_same_model``: ours on the unmodified model (bit-identical images to torchattacks).
 """
 from __future__ import annotations
@@ -48,7 +49,7 @@ def run(quick: bool = False) -> list[dict]:
     from trainables.attacks.fused import inference_copy
     from trainables.models import build_classifier
 
-    size, batch, repeats = (32, 16, 2) if quick else (64, 64, 5)
+    size, batch, repeats = (32, 16, 2) if quick else (64, 64, 7)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     model = build_classifier("resnet18", 10).eval().to(device)
@@ -66,11 +67,12 @@ def run(quick: bool = False) -> list[dict]:
     advs = {k: fn() for k, fn in fns.items()}  # outside no_grad: torchattacks needs autograd on
     with torch.no_grad():
         acc = {k: float((model(a).argmax(1) == y).float().mean()) for k, a in advs.items()}
+    layout = "cpu" if device.type == "cpu" else "channels_last"  # what inference_copy's "auto" picks
     common = {"peer_s": t["peer"], "target": "ratio <= 0.8", "device": str(device), "threads": torch.get_num_threads(),
               "image_size": size, "batch": batch, "steps": steps, "robust_acc_peer": acc["peer"]}
     return [
         {"bench": "attacks/pgd10", "ours_s": t["ours"], "ratio": t["ours"] / t["peer"],
-         "robust_acc_ours": acc["ours"], **common},
+         "robust_acc_ours": acc["ours"], "layout": layout, **common},
         {"bench": "attacks/pgd10_same_model", "ours_s": t["ours_same_model"], "ratio": t["ours_same_model"] / t["peer"],
-         "robust_acc_ours": acc["ours_same_model"], **common},
+         "robust_acc_ours": acc["ours_same_model"], "layout": "model", **common},
     ]

@@ -1,4 +1,5 @@
 """trainables.attacks: hand values (ALGORITHMS.md §1.5, §5.6), peers (torchattacks, foolbox), analytic limits."""
+import copy
 import math
 
 import pytest
@@ -207,3 +208,131 @@ def test_inference_copy_same_function(name):
     assert (ours != ref).float().mean() < 1e-3  # sign flips only where the gradient is ~0
     with pytest.raises(ValueError, match="eval-mode"):
         inference_copy(m.train())
+
+
+@pytest.mark.parametrize("shape", [
+    # H, W, C, O, kernel, stride, padding: resnet's stem, odd sizes, non-square stride, s = k, 1×1, padding > k/2
+    (64, 64, 3, 8, (7, 7), (2, 2), (3, 3)), (65, 63, 3, 8, (7, 5), (2, 3), (3, 1)), (32, 32, 1, 4, (4, 4), (4, 4), (0, 0)),
+    (17, 17, 3, 5, (3, 3), (2, 2), (0, 0)), (16, 16, 2, 4, (1, 1), (2, 2), (0, 0)), (20, 20, 3, 4, (3, 3), (2, 2), (4, 4)),
+])
+def test_subpixel_input_grad_equals_aten(shape):
+    """The strided conv's input gradient as one stride-1 conv + pixel shuffle == ATen's backward-data (float64)."""
+    from trainables.attacks.fused import subpixel_input_grad, subpixel_kernel
+
+    h, w, c, o, k, s, p = shape
+    g0 = torch.Generator().manual_seed(0)
+    x = torch.randn(2, c, h, w, dtype=torch.float64, generator=g0)
+    wt = torch.randn(o, c, *k, dtype=torch.float64, generator=g0)
+    g = torch.randn_like(F.conv2d(x, wt, None, s, p))
+    ref = torch.ops.aten.convolution_backward(g, x, wt, None, list(s), list(p), [1, 1], False, [0, 0], 1,
+                                              [True, False, False])[0]
+    ours = subpixel_input_grad(g, *subpixel_kernel(wt, s, p), (h, w))
+    assert ours.shape == ref.shape and torch.allclose(ours, ref, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("case", [
+    # C, O, H, W, kernel, stride, padding, dilation, bias -> the plan PlannedConv2d must pick
+    (8, 6, 2, 2, 3, 1, 1, 1, True, "dense"), (8, 6, 1, 1, 3, 1, 1, 1, False, "dense"),
+    (4, 5, 3, 3, 3, 1, 0, 1, True, "dense"), (4, 5, 3, 2, 3, 1, 1, 1, True, "direct"),
+    (4, 5, 2, 2, 1, 1, 0, 1, True, "direct"), (4, 5, 4, 4, 3, 1, 2, 2, True, "direct"),
+    (4, 5, 9, 9, 3, 1, 1, 1, True, "direct"), (3, 5, 16, 16, 3, 2, 1, 1, True, "subpixel"),
+])
+def test_planned_conv_same_function_and_input_grad(case):
+    """Every CPU plan (dense matrix, direct NCHW / channels_last, subpixel backward) == nn.Conv2d (float64)."""
+    from trainables.attacks.fused import PlannedConv2d
+
+    *geom, bias, plan = case
+    c, o, h, w, k, s, p, d = geom
+    torch.manual_seed(0)
+    conv = nn.Conv2d(c, o, k, s, p, d, bias=bias).double().requires_grad_(False)
+    ours = PlannedConv2d.from_conv(copy.deepcopy(conv))
+    x = torch.randn(3, c, h, w, dtype=torch.float64, requires_grad=True)
+    y, ref = ours(x), conv(x)
+    g = torch.randn_like(ref)
+    assert ours._plan(x)[0] == plan
+    assert torch.allclose(y, ref, atol=1e-12, rtol=0)
+    assert torch.allclose(torch.autograd.grad(y, x, g)[0], torch.autograd.grad(ref, x, g)[0], atol=1e-12, rtol=0)
+
+
+def test_cpu_plan_resnet_pgd_matches_torchattacks():
+    """resnet18 (stem subpixel, channels_last layer1-2, NCHW layer3, dense layer4 at 64 px): the CPU-planned copy
+    gives the model's logits and input gradients to float rounding, and PGD-10 on it the same robust accuracy
+    as torchattacks on the model itself."""
+    import torchattacks as ta
+
+    from trainables.attacks.fused import ChannelsLastMaxPool2d, PlannedConv2d, inference_copy
+
+    m, x, y = _model("resnet18", size=64, n=16)
+    f = inference_copy(m)
+    assert isinstance(f.net.maxpool, ChannelsLastMaxPool2d) and isinstance(f.net.conv1, PlannedConv2d)
+    xg = x.clone().requires_grad_(True)
+    with torch.enable_grad():
+        (gm,) = torch.autograd.grad(F.cross_entropy(m(xg), y), xg)
+        (gf,) = torch.autograd.grad(F.cross_entropy(f(xg), y), xg)
+    kinds = {mod._plans and next(iter(mod._plans.values()))[0] for mod in f.modules() if isinstance(mod, PlannedConv2d)}
+    assert kinds == {"dense", "direct", "subpixel"}
+    with torch.no_grad():
+        assert torch.allclose(f(x), m(x), atol=1e-4, rtol=1e-4)
+    assert torch.allclose(gf, gm, atol=1e-5 * float(gm.abs().max()), rtol=1e-3)
+    eps = 1 / 255  # 4 of the 16 images survive: a non-trivial robust accuracy
+    ours, ref = pgd(f, x, y, eps, steps=10, alpha=eps / 4), ta.PGD(m, eps=eps, alpha=eps / 4, steps=10, random_start=False)(x, y)
+    with torch.no_grad():
+        robust_ours, robust_ref = int((m(ours).argmax(1) == y).sum()), int((m(ref).argmax(1) == y).sum())
+    assert 0 < robust_ref < len(y)
+    # equal here (the images agree to the bit on this machine); a CPU with other SIMD kernels rounds differently
+    # and a ReLU switch may move one image
+    assert abs(robust_ours - robust_ref) <= 1
+    assert float(((ours - ref).abs() > 1e-6).float().mean()) < 0.01
+
+
+def test_channels_last_max_pool_same_values_and_grad():
+    from trainables.attacks.fused import ChannelsLastMaxPool2d
+
+    pool = nn.MaxPool2d(3, 2, 1)
+    ours = ChannelsLastMaxPool2d.from_pool(pool)
+    x = torch.relu(torch.randn(2, 4, 9, 9)).requires_grad_(True)
+    y, ref = ours(x), pool(x)
+    assert torch.equal(y, ref)
+    g = torch.randn_like(ref)
+    assert torch.equal(torch.autograd.grad(y, x, g)[0], torch.autograd.grad(ref, x, g)[0])
+
+
+def test_planned_conv_refuses_double_backward():
+    """The dense / subpixel plans give first-order input gradients only: a double backward raises (never a
+    silently wrong second-order gradient)."""
+    from trainables.attacks.fused import PlannedConv2d
+
+    conv = PlannedConv2d.from_conv(nn.Conv2d(4, 4, 3, padding=1)).requires_grad_(False)
+    x = torch.randn(2, 4, 2, 2, requires_grad=True)
+    assert conv._plan(x)[0] == "dense"
+    (g,) = torch.autograd.grad(conv(x).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|not have been used in the graph"):
+        torch.autograd.grad(g.sum(), x)
+
+
+def test_pool_before_relu_same_values_and_grad():
+    """maxpool(relu(x)) -> relu(maxpool(x)): bit-identical output and input gradient (incl. all-negative windows);
+    a ReLU whose output is used elsewhere too is left alone."""
+    import torch.fx
+
+    from trainables.attacks.fused import pool_before_relu
+
+    class Stem(nn.Module):
+        def __init__(self, reuse=False):
+            super().__init__()
+            self.act, self.pool, self.reuse = nn.ReLU(), nn.MaxPool2d(3, 2, 1), reuse
+
+        def forward(self, x):
+            h = self.act(x)
+            return self.pool(h).sum() + (h.sum() if self.reuse else 0)
+
+    x = torch.randn(2, 3, 9, 9)
+    x[0, 0, :4, :4] = -1.0  # windows whose max is negative
+    for reuse, rewritten in [(False, 1), (True, 0)]:
+        ref, gm = Stem(reuse), torch.fx.symbolic_trace(Stem(reuse))
+        assert pool_before_relu(gm) == rewritten
+        xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        ya, yb = gm(xa), ref(xb)
+        assert torch.equal(ya, yb)
+        ya.backward(), yb.backward()
+        assert torch.equal(xa.grad, xb.grad)
