@@ -336,3 +336,22 @@ def test_pool_before_relu_same_values_and_grad():
         assert torch.equal(ya, yb)
         ya.backward(), yb.backward()
         assert torch.equal(xa.grad, xb.grad)
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b0", "convnext_atto", "densenet121", "vgg11", "mobilenetv3_small_100"])
+def test_cpu_plan_other_families_same_function_and_grad(name):
+    """Depthwise / grouped convs, 4×4 / 3×3 strided stems, dense blocks: the planned copy keeps logits and
+    input gradients to float rounding (relative 1e-5) for every backbone family the factory maps."""
+    from trainables.attacks.fused import inference_copy
+    from trainables.models import build_classifier
+
+    torch.manual_seed(0)
+    m = build_classifier(name, 5).eval()
+    f = inference_copy(m)
+    x, y = torch.rand(2, 3, 64, 64, requires_grad=True), torch.tensor([0, 3])
+    (gm,) = torch.autograd.grad(F.cross_entropy(m(x), y), x)
+    (gf,) = torch.autograd.grad(F.cross_entropy(f(x), y), x)
+    with torch.no_grad():
+        lm, lf = m(x), f(x)
+    assert float((lf - lm).abs().max()) <= 1e-5 * float(lm.abs().max()) + 1e-7
+    assert float((gf - gm).abs().max()) <= 1e-5 * float(gm.abs().max())

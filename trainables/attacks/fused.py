@@ -192,14 +192,14 @@ class PlannedConv2d(nn.Conv2d):
         (h, wd), (ho, wo), pad = hw, out_hw, (0, 0) if self.padding == "valid" else self.padding
         if isinstance(pad, str):  # "same": PyTorch pads (total − total//2) on the right; rare on tiny maps
             return None
-        o, c = w.shape[:2]
-        mt = w.new_empty(c, h, wd, o, ho, wo)
         for dim_in, dim_out, s, p, d, k in zip((h, wd), (ho, wo), self.stride, pad, self.dilation, self.kernel_size):
             for i in range(dim_out):
                 for a in range(dim_in):
                     u, rem = divmod(a - i * s + p, d)
                     if rem or not 0 <= u < k:
                         return None
+        o, c = w.shape[:2]
+        mt = w.new_empty(c, h, wd, o, ho, wo)
         for i in range(ho):
             for j in range(wo):
                 for a in range(h):
