@@ -113,6 +113,12 @@ def load_state(checkpoint, model, optimizer, scheduler, scaler, regime) -> int:
     return state["epoch"] + 1
 
 
+def train_log_level() -> str:
+    """Ray Train's log level for arx trials: ``ARX_TRAIN_LOG_LEVEL`` (default WARNING: Ray's per-report INFO
+    lines would drown arx's own progress; INFO restores them)."""
+    return os.environ.get("ARX_TRAIN_LOG_LEVEL", "WARNING").upper()
+
+
 def _quiet_report_logs() -> None:
     """Ray 2.60 logs every ``ray.train.report`` at INFO under a logger named by the file's *path*
     (``logging.getLogger(__file__)`` in execution/context.py), so ``RunConfig(logging_config=...)`` misses
@@ -121,7 +127,7 @@ def _quiet_report_logs() -> None:
         from ray.train.v2._internal.execution import context
     except ImportError:  # another Ray layout: nothing to quiet
         return
-    context.logger.setLevel(os.environ.get("ARX_TRAIN_LOG_LEVEL", "WARNING").upper())
+    context.logger.setLevel(train_log_level())
 
 
 def train_fn_per_worker(loop_config: dict) -> None:

@@ -17,7 +17,7 @@ import ray.train
 from ray.train.torch import TorchTrainer
 
 from trainables.config import TrialConfig
-from trainables.loop import train_fn_per_worker
+from trainables.loop import train_fn_per_worker, train_log_level
 from trainables.tracking import REASON_TAG, STATUS_TAG, get_or_create_experiment
 
 
@@ -90,8 +90,7 @@ def make_trainer(cfg: TrialConfig, run_name: str, storage_path: str, tracking: d
             name=run_name, storage_path=storage_path, callbacks=callbacks or [],
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.checkpoint.keep),
-            # Ray Train's per-report INFO lines would drown arx's own progress; ARX_TRAIN_LOG_LEVEL=INFO restores them
-            logging_config=ray.train.LoggingConfig(log_level=os.environ.get("ARX_TRAIN_LOG_LEVEL", "WARNING")),
+            logging_config=ray.train.LoggingConfig(log_level=train_log_level()),
         ),
     )
 

@@ -46,7 +46,7 @@ def run(quick: bool = False) -> list[dict]:
     import torchattacks
 
     from trainables.attacks import pgd
-    from trainables.attacks.fused import inference_copy
+    from trainables.attacks.fused import auto_layout, inference_copy
     from trainables.models import build_classifier
 
     size, batch, repeats = (32, 16, 2) if quick else (64, 64, 7)
@@ -67,7 +67,7 @@ def run(quick: bool = False) -> list[dict]:
     advs = {k: fn() for k, fn in fns.items()}  # outside no_grad: torchattacks needs autograd on
     with torch.no_grad():
         acc = {k: float((model(a).argmax(1) == y).float().mean()) for k, a in advs.items()}
-    layout = "cpu" if device.type == "cpu" else "channels_last"  # what inference_copy's "auto" picks
+    layout = auto_layout(model)
     common = {"peer_s": t["peer"], "target": "ratio <= 0.8", "device": str(device), "threads": torch.get_num_threads(),
               "image_size": size, "batch": batch, "steps": steps, "robust_acc_peer": acc["peer"]}
     return [

@@ -212,8 +212,9 @@ def test_inference_copy_same_function(name):
 
 @pytest.mark.parametrize("shape", [
     # H, W, C, O, kernel, stride, padding: resnet's stem, odd sizes, non-square stride, s = k, 1×1, padding > k/2
-    (64, 64, 3, 8, (7, 7), (2, 2), (3, 3)), (65, 63, 3, 8, (7, 5), (2, 3), (3, 1)), (32, 32, 1, 4, (4, 4), (4, 4), (0, 0)),
-    (17, 17, 3, 5, (3, 3), (2, 2), (0, 0)), (16, 16, 2, 4, (1, 1), (2, 2), (0, 0)), (20, 20, 3, 4, (3, 3), (2, 2), (4, 4)),
+    (64, 64, 3, 8, (7, 7), (2, 2), (3, 3)), (65, 63, 3, 8, (7, 5), (2, 3), (3, 1)),
+    (32, 32, 1, 4, (4, 4), (4, 4), (0, 0)), (17, 17, 3, 5, (3, 3), (2, 2), (0, 0)),
+    (16, 16, 2, 4, (1, 1), (2, 2), (0, 0)), (20, 20, 3, 4, (3, 3), (2, 2), (4, 4)),
 ])
 def test_subpixel_input_grad_equals_aten(shape):
     """The strided conv's input gradient as one stride-1 conv + pixel shuffle == ATen's backward-data (float64)."""
@@ -275,7 +276,8 @@ def test_cpu_plan_resnet_pgd_matches_torchattacks():
         assert torch.allclose(f(x), m(x), atol=1e-4, rtol=1e-4)
     assert torch.allclose(gf, gm, atol=1e-5 * float(gm.abs().max()), rtol=1e-3)
     eps = 1 / 255  # 4 of the 16 images survive: a non-trivial robust accuracy
-    ours, ref = pgd(f, x, y, eps, steps=10, alpha=eps / 4), ta.PGD(m, eps=eps, alpha=eps / 4, steps=10, random_start=False)(x, y)
+    ours = pgd(f, x, y, eps, steps=10, alpha=eps / 4)
+    ref = ta.PGD(m, eps=eps, alpha=eps / 4, steps=10, random_start=False)(x, y)
     with torch.no_grad():
         robust_ours, robust_ref = int((m(ours).argmax(1) == y).sum()), int((m(ref).argmax(1) == y).sum())
     assert 0 < robust_ref < len(y)

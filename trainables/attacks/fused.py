@@ -25,15 +25,15 @@ evaluation measures — so a white-box attack on the copy is a white-box attack 
 accuracy is still read from the original model's logits. Adversarial images are not bit-identical to an
 attack on the unfused model (rounding differences are amplified through ReLU switching over PGD steps).
 Parameters are frozen (``requires_grad=False``): the copy gives first-order input gradients only, which is
-all an evaluation attack needs (a double backward through a dense or subpixel conv raises). Models that FX cannot trace (data-dependent control flow) are copied unfused
-(logged at DEBUG level); the layout plan applies to them too. Only for eval mode: train-mode BN depends on
-the batch and cannot be folded.
+all an evaluation attack needs (a double backward through a dense or subpixel conv raises). Models that FX
+cannot trace (data-dependent control flow) are copied unfused (logged at DEBUG level); the layout plan applies
+to them too. Only for eval mode: train-mode BN depends on the batch and cannot be folded.
 """
 from __future__ import annotations
 
 import copy
 import logging
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -64,8 +64,7 @@ def inference_copy(model: nn.Module, layout: Layout = "auto") -> nn.Module:
         out = copy.deepcopy(model)
     out.eval().requires_grad_(False)
     if layout == "auto":
-        p = next(out.parameters(), None)
-        layout = "cpu" if p is None or p.device.type == "cpu" else "channels_last"
+        layout = auto_layout(out)
     if layout == "cpu":
         return cpu_plan(out)
     if layout == "channels_last":
@@ -73,6 +72,20 @@ def inference_copy(model: nn.Module, layout: Layout = "auto") -> nn.Module:
     if layout != "keep":
         raise ValueError(f"inference_copy: unknown layout {layout!r} (auto, cpu, channels_last, keep)")
     return out
+
+
+def auto_layout(model: nn.Module) -> Layout:
+    """What ``layout="auto"`` means for ``model``: ``"cpu"`` where its parameters live on the CPU, else
+    ``"channels_last"``."""
+    p = next(model.parameters(), None)
+    return "cpu" if p is None or p.device.type == "cpu" else "channels_last"
+
+
+def _recast(module: nn.Module, cls: type[nn.Module]) -> nn.Module:
+    """``module`` as an instance of its subclass ``cls``, sharing its parameters, buffers and settings."""
+    new = cls.__new__(cls)
+    new.__dict__ = dict(module.__dict__)
+    return new
 
 
 def cpu_plan(model: nn.Module) -> nn.Module:
@@ -100,8 +113,9 @@ def pool_before_relu(gm: "torch.fx.GraphModule") -> int:
         if pool.op != "call_module" or not isinstance(mods.get(pool.target), nn.MaxPool2d) or not pool.args:
             continue
         relu = pool.args[0]
-        if (not isinstance(relu, torch.fx.Node) or relu.op != "call_module" or type(mods.get(relu.target)) is not nn.ReLU
-                or len(relu.users) != 1 or mods[pool.target].return_indices):
+        is_relu = (isinstance(relu, torch.fx.Node) and relu.op == "call_module"
+                   and type(mods.get(relu.target)) is nn.ReLU)
+        if not is_relu or len(relu.users) != 1 or mods[pool.target].return_indices:
             continue
         x = relu.args[0]
         pool_users = list(pool.users)
@@ -122,9 +136,7 @@ class ChannelsLastMaxPool2d(nn.MaxPool2d):
 
     @classmethod
     def from_pool(cls, pool: nn.MaxPool2d) -> "ChannelsLastMaxPool2d":
-        new = cls.__new__(cls)
-        new.__dict__ = dict(pool.__dict__)
-        return new
+        return _recast(pool, cls)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x)
@@ -146,89 +158,96 @@ class PlannedConv2d(nn.Conv2d):
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d) -> "PlannedConv2d":
-        new = cls.__new__(cls)
-        new.__dict__ = dict(conv.__dict__)
-        new._plans: dict[tuple, tuple] = {}
+        new = _recast(conv, cls)
+        new._plans: dict[tuple, _Plan] = {}
         return new
 
-    def _out_size(self, hw: tuple[int, int]) -> tuple[int, int]:
-        if isinstance(self.padding, str):  # "same" keeps the size, "valid" pads nothing
-            if self.padding == "same":
-                return hw
-            pad = (0, 0)
-        else:
-            pad = self.padding
-        return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
-                     for n, p, d, k, s in zip(hw, pad, self.dilation, self.kernel_size, self.stride))
+    def _pad(self) -> tuple[int, int] | None:
+        """The padding as numbers (``"valid"`` = 0), None for ``"same"`` (PyTorch may pad it asymmetrically)."""
+        if isinstance(self.padding, str):
+            return (0, 0) if self.padding == "valid" else None
+        return self.padding
 
-    def _plan(self, x: torch.Tensor) -> tuple:
+    def _plan(self, x: torch.Tensor) -> "_Plan":
         key = (tuple(x.shape[1:]), x.device, x.dtype)
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = self._make_plan(x)
         return plan
 
-    def _make_plan(self, x: torch.Tensor) -> tuple:
+    def _make_plan(self, x: torch.Tensor) -> "_Plan":
         c, h, w = x.shape[1:]
-        ho, wo = self._out_size((h, w))
-        w_ = self.weight.detach().to(x.dtype)
-        if self.groups == 1 and c * h * w * self.out_channels * ho * wo <= DENSE_MAX_ENTRIES:
-            mt = self._dense_matrix(w_, (h, w), (ho, wo))
+        pad = self._pad()
+        ho, wo = (h, w) if pad is None else (
+            (n + 2 * p - d * (k - 1) - 1) // s + 1
+            for n, p, d, k, s in zip((h, w), pad, self.dilation, self.kernel_size, self.stride))
+        weight = self.weight.detach().to(x.dtype)
+        bias = None if self.bias is None else self.bias.detach().to(x.dtype)
+        if pad is not None and self.groups == 1 and c * h * w * self.out_channels * ho * wo <= DENSE_MAX_ENTRIES:
+            mt = self._dense_matrix(weight, pad, (h, w), (ho, wo))
             if mt is not None:
-                bias = None if self.bias is None else self.bias.detach().to(x.dtype).repeat_interleave(ho * wo)
-                return ("dense", mt, mt.t().contiguous(), bias, (self.out_channels, ho, wo))
+                dense_bias = None if bias is None else bias.repeat_interleave(ho * wo)  # one per output element
+                return _Plan("dense", torch.contiguous_format, mt, dense_bias, out_shape=(self.out_channels, ho, wo),
+                             grad_matrix=mt.t().contiguous())
         wide_small = self.out_channels >= NCHW_MIN_CHANNELS and ho * wo <= NCHW_MAX_PIXELS
         fmt = torch.contiguous_format if wide_small else torch.channels_last
-        wf = w_.contiguous(memory_format=fmt)
-        sub = (self.groups == 1 and self.dilation == (1, 1) and not isinstance(self.padding, str)
-               and c <= SUBPIXEL_MAX_IN_CHANNELS and max(self.stride) > 1)
-        if sub:
-            return ("subpixel", fmt, wf, subpixel_kernel(w_, self.stride, self.padding), (h, w))
-        return ("direct", fmt, wf)
+        plan = _Plan("direct", fmt, weight.contiguous(memory_format=fmt), bias)
+        if (pad is not None and self.groups == 1 and self.dilation == (1, 1) and c <= SUBPIXEL_MAX_IN_CHANNELS
+                and max(self.stride) > 1):
+            plan = plan._replace(kind="subpixel", subpixel=(*subpixel_kernel(weight, self.stride, pad), (h, w)))
+        return plan
 
-    def _dense_matrix(self, w: torch.Tensor, hw, out_hw) -> torch.Tensor | None:
+    def _dense_matrix(self, w: torch.Tensor, pad, hw, out_hw) -> torch.Tensor | None:
         """``Mt: [C·H·W, O·Ho·Wo]`` with ``y.flatten(1) = x.flatten(1) @ Mt`` (bias aside), or None when some output
         pixel does not see some input pixel (the matrix would hold structural zeros: direct conv is cheaper)."""
-        (h, wd), (ho, wo), pad = hw, out_hw, (0, 0) if self.padding == "valid" else self.padding
-        if isinstance(pad, str):  # "same": PyTorch pads (total − total//2) on the right; rare on tiny maps
-            return None
-        for dim_in, dim_out, s, p, d, k in zip((h, wd), (ho, wo), self.stride, pad, self.dilation, self.kernel_size):
-            for i in range(dim_out):
-                for a in range(dim_in):
-                    u, rem = divmod(a - i * s + p, d)
-                    if rem or not 0 <= u < k:
-                        return None
-        o, c = w.shape[:2]
+        taps = []  # per dimension: taps[i][a] = the kernel index joining output i and input a
+        for n_in, n_out, s, p, d, k in zip(hw, out_hw, self.stride, pad, self.dilation, self.kernel_size):
+            table = [[divmod(a - i * s + p, d) for a in range(n_in)] for i in range(n_out)]
+            if any(rem or not 0 <= u < k for row in table for u, rem in row):
+                return None
+            taps.append([[u for u, _ in row] for row in table])
+        (h, wd), (ho, wo), (o, c) = hw, out_hw, w.shape[:2]
         mt = w.new_empty(c, h, wd, o, ho, wo)
         for i in range(ho):
             for j in range(wo):
                 for a in range(h):
-                    u = (a - i * self.stride[0] + pad[0]) // self.dilation[0]
                     for b in range(wd):
-                        v = (b - j * self.stride[1] + pad[1]) // self.dilation[1]
-                        mt[:, a, b, :, i, j] = w[:, :, u, v].t()
+                        mt[:, a, b, :, i, j] = w[:, :, taps[0][i][a], taps[1][j][b]].t()
         return mt.reshape(c * h * wd, o * ho * wo)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or self.weight.requires_grad:
             return super().forward(x)
         plan = self._plan(x)
-        if plan[0] == "dense":
-            return _DenseConv.apply(x, plan).view(x.shape[0], *plan[4])  # viewed outside: in-place ReLU may follow
-        if plan[0] == "subpixel" and x.requires_grad:
+        if plan.kind == "dense":
+            # viewed outside the Function: an in-place ReLU may follow
+            return _DenseConv.apply(x, plan).view(x.shape[0], *plan.out_shape)
+        if plan.kind == "subpixel" and x.requires_grad:
             return _SubpixelConv.apply(x, self, plan)
-        fmt, wf = plan[1], plan[2]
-        return F.conv2d(x.contiguous(memory_format=fmt), wf, self.bias, self.stride, self.padding, self.dilation,
-                        self.groups)
+        return F.conv2d(x.contiguous(memory_format=plan.fmt), plan.weight, plan.bias, self.stride, self.padding,
+                        self.dilation, self.groups)
+
+
+class _Plan(NamedTuple):
+    """How a :class:`PlannedConv2d` runs on one input size: ``kind`` dense / subpixel / direct, the memory format
+    and weight (for dense: the matrix ``Mt``) of its forward, the bias (dense: one per output element), and
+    ``grad_matrix`` (dense: ``Mt^T``) or ``subpixel`` (:func:`subpixel_kernel`'s result and the input size)."""
+
+    kind: str
+    fmt: torch.memory_format
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    out_shape: tuple[int, int, int] | None = None
+    grad_matrix: torch.Tensor | None = None
+    subpixel: tuple | None = None
 
 
 class _DenseConv(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, plan):
-        _, mt, m, bias, _ = plan
-        ctx.m, ctx.shape = m, x.shape
+    def forward(ctx, x, plan: _Plan):
+        ctx.m, ctx.shape = plan.grad_matrix, x.shape
         flat = x.reshape(x.shape[0], -1)
-        return torch.addmm(bias, flat, mt) if bias is not None else flat @ mt
+        return flat @ plan.weight if plan.bias is None else torch.addmm(plan.bias, flat, plan.weight)
 
     @staticmethod
     @once_differentiable  # input gradients only: a double backward (e.g. through an explanation) raises
@@ -238,14 +257,14 @@ class _DenseConv(torch.autograd.Function):
 
 class _SubpixelConv(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, conv: PlannedConv2d, plan):
-        _, fmt, wf, ctx.kernel, ctx.hw = plan
-        return F.conv2d(x.contiguous(memory_format=fmt), wf, conv.bias, conv.stride, conv.padding)
+    def forward(ctx, x, conv: PlannedConv2d, plan: _Plan):
+        ctx.subpixel = plan.subpixel
+        return F.conv2d(x.contiguous(memory_format=plan.fmt), plan.weight, plan.bias, conv.stride, conv.padding)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g):
-        return subpixel_input_grad(g, *ctx.kernel, ctx.hw), None, None
+        return subpixel_input_grad(g, *ctx.subpixel), None, None
 
 
 def _taps(k: int, s: int, p: int) -> tuple[int, int]:
