@@ -147,8 +147,10 @@ class SweepSpec(_Strict):
     @field_validator("constraints", mode="before")
     @classmethod
     def _parse_constraints(cls, v):
+        if not isinstance(v, (list, tuple)):
+            return v  # pydantic says what is wrong with it
         out = []
-        for item in v or []:
+        for item in v:
             if isinstance(item, str):
                 m = _CONSTRAINT.match(item)
                 if not m:
@@ -253,14 +255,20 @@ def _check_field(model: type[BaseModel], dotted: str, where: str, hint: str = ""
 
 
 def _check_produced(key: str, base: TrialConfig, where: str) -> None:
-    from trainables.evaluate import EVAL_GROUPS
+    from trainables.evaluation import configured_keys, family_of
 
     group = KEYS[key].group
     if group not in base.evaluation.groups:
         raise ValueError(f"{where}: {key!r} is produced by the {group!r} evaluation group; "
                          f"add it to base.evaluation.groups (now {list(base.evaluation.groups)})")
-    if group not in EVAL_GROUPS:
-        raise ValueError(f"{where}: {key!r} needs the {group!r} evaluation group, which this arx does not have")
+    try:
+        family = family_of(key)
+    except ValueError:
+        raise ValueError(f"{where}: {key!r} needs a metric family of the {group!r} group, which this arx "
+                         f"does not have") from None
+    if key not in configured_keys(base):
+        raise ValueError(f"{where}: {key!r} is left out by the settings of the {family.name!r} metric family "
+                         f"in base.evaluation (e.g. its attacks / metrics list)")
 
 
 def load_spec(path: str | Path | None, overrides: list[str] | None = None) -> SweepSpec:

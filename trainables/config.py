@@ -8,12 +8,59 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trainables.errors import ConfigError, format_validation_error
+
+
+def _registered(registry, name: str):
+    """``registry.get(name)`` as a validation error (one line listing the valid names)."""
+    try:
+        registry.get(name)
+    except ValueError as e:
+        raise ValueError(str(e)) from None
+    return name
+
+
+def _one_of(kind: str, name: str, valid: list[str]) -> str:
+    if name not in valid:
+        raise ValueError(f"unknown {kind} {name!r}; valid: {', '.join(valid)}")
+    return name
+
+
+def _attack(name: str) -> str:
+    from trainables.evaluation.attacks import EVAL_ATTACKS
+
+    return _registered(EVAL_ATTACKS, name)
+
+
+def _explain_metric(name: str) -> str:
+    from trainables.evaluation import families_of_group
+
+    valid = sorted({k.split("/", 1)[1] for f in families_of_group("explain") for k in f.all_keys()})
+    return _one_of("explain metric", name, valid)
+
+
+def _cam(name: str) -> str:
+    from trainables.explain import CAM_METHODS
+
+    return name if name == "auto" else _registered(CAM_METHODS, name)
+
+
+def _group(name: str) -> str:
+    from trainables.evaluation import groups
+
+    return _one_of("evaluation group", name, groups())
+
+
+# names of open sets, validated against their registries when a config is parsed (no Literal lists)
+AttackName = Annotated[str, AfterValidator(_attack)]
+ExplainMetric = Annotated[str, AfterValidator(_explain_metric)]
+CamMethod = Annotated[str, AfterValidator(_cam)]
+GroupName = Annotated[str, AfterValidator(_group)]
 
 
 class Strict(BaseModel):
@@ -92,8 +139,9 @@ class OptimConfig(Strict):
 class RobustEvalConfig(Strict):
     """Options of the robustness evaluation group (ALGORITHMS.md §2.3, §5.4; lipschitz paper §III-A)."""
 
-    attacks: tuple[Literal["fgsm", "pgd", "pgd_l2"], ...] = Field(
-        ("fgsm", "pgd", "pgd_l2"), description="fixed-budget attacks behind robust/<attack>[_agree|_top5]")
+    attacks: tuple[AttackName, ...] = Field(
+        ("fgsm", "pgd", "pgd_l2"), description="fixed-budget attacks behind robust/<attack>[_agree|_top5] "
+                                               "(registered evaluation attacks, evaluation/attacks.py)")
     eps: float | None = Field(None, gt=0, le=1, description="L-inf eval ε in [0,1] pixels; default 1/255 (≥64 px) or 8/255 (<64 px)")
     eps_l2: float = Field(0.5, gt=0, description="L2 eval ε for robust/pgd_l2 (pixel units)")
     pgd_steps: int = Field(10, ge=1)
@@ -119,10 +167,6 @@ class RobustEvalConfig(Strict):
         return 1 / 255 if image_size >= 64 else 8 / 255
 
 
-ExplainMetric = Literal["box_iou", "mask_iou", "pointing", "cam_l1", "gini_vg", "gini_ig", "ssim_vg", "ros_vg",
-                        "road_aopc", "attr_topk", "attr_kendall"]
-
-
 class ExplainEvalConfig(Strict):
     """Options of the explainability evaluation group (ALGORITHMS.md §1, §2.3, §3.3-3.4, §4.5).
 
@@ -134,8 +178,9 @@ class ExplainEvalConfig(Strict):
          "attr_topk", "attr_kendall"),
         description="which explain/* keys to compute; the costly ones are ssim_vg, ros_vg, road_aopc and "
                     "attr_topk/attr_kendall (one IFIA attack serves both)")
-    cam: Literal["auto", "gradcam", "native"] = Field(
-        "auto", description="CAM method; auto = native for regimes whose head is the CAM (Top-GAP), else Grad-CAM")
+    cam: CamMethod = Field(
+        "auto", description="CAM method (a registered one, e.g. gradcam, native); auto = native for regimes whose "
+                            "head is the CAM (Top-GAP), else Grad-CAM")
     cam_threshold: float | Literal["otsu"] = Field(
         0.5, description="CAM binarisation for boxes and mask IoU: a value in (0,1) or 'otsu'; 0.5 = ALGORITHMS.md §1.1 R")
     box_rule: Literal["largest", "union"] = "largest"
@@ -186,11 +231,9 @@ class ExplainEvalConfig(Strict):
         return v
 
 
-EvalGroup = Literal["accuracy", "robustness", "explain"]
-
-
 class EvalConfig(Strict):
-    groups: tuple[EvalGroup, ...] = ("accuracy",)
+    groups: tuple[GroupName, ...] = Field(
+        ("accuracy",), description="groups of registered metric families to run (accuracy, robustness, explain, ...)")
     num_images: int = Field(128, ge=1, description="seeded test subset for robustness / explainability metrics")
     batch_size: int = Field(64, ge=1)
     seed: int = 0
@@ -198,6 +241,17 @@ class EvalConfig(Strict):
     explain: ExplainEvalConfig = Field(default_factory=ExplainEvalConfig)
 
 
+    params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="settings of families with their own section, by family name")
+
+    @field_validator("params")
+    @classmethod
+    def _family_params(cls, v):
+        from trainables.evaluation import FAMILIES
+
+        for name, params in v.items():
+            _validate_params(FAMILIES.get(_registered(FAMILIES, name)).Params, params, f"evaluation.params.{name}")
+        return v
 class ResourcesConfig(Strict):
     num_workers: int = Field(1, ge=1, le=1024, description="Ray Train workers (DDP ranks) per trial")
     use_gpu: bool = False

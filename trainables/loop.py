@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from trainables.config import TrialConfig
 from trainables.data import build_dataset
-from trainables.evaluate import EvalContext, evaluate
+from trainables.evaluation import EvalContext, evaluate
 from trainables.models import build_classifier, unwrap
 from trainables.optim import build_optimizer, build_scheduler
 from trainables.regimes import build_regime
@@ -175,7 +175,7 @@ def train_fn_per_worker(loop_config: dict) -> None:
                        num_classes=data.num_classes)
     final = evaluate(ectx, test_set, rank, world)
     final["cost/device_seconds"] = (time.perf_counter() - t_trial) * world
-    tracker.finish(final, ectx.tags, ectx.artifacts)
+    tracker.finish(final, ectx.tags, ectx.artifacts, ectx.settings)
     # Train V2 keeps only metrics attached to checkpoints: the final result carries one (the final state)
     final_metrics = {**logs, "epoch": cfg.optim.epochs, "arx_done": True, **final}
     with tempfile.TemporaryDirectory() as d:

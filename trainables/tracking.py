@@ -44,24 +44,44 @@ class RankZeroTracker:
     def fail(self, reason: str) -> None:
         self.set_tags({STATUS_TAG: "failed", REASON_TAG: reason})
 
-    def finish(self, final: dict[str, float], tags: dict[str, str], artifacts: dict) -> None:
-        """Final metrics (step = epochs), tags, ``metrics.json`` and figure artifacts (PNG)."""
+    def finish(self, final: dict[str, float], tags: dict[str, str], artifacts: dict,
+               settings: dict | None = None) -> None:
+        """Final metrics (step 0), tags, the effective settings as ``effective.*`` params, ``metrics.json``,
+        figure artifacts (PNG) and tables (``pandas.DataFrame`` -> ``<name>.parquet``)."""
         if not self.enabled:
             return
         self.log_metrics(final, step=0)
         self.set_tags({f"arx.{k}" if not k.startswith("arx.") else k: v for k, v in tags.items()})
+        self.log_params({f"effective.{k}": v for k, v in (settings or {}).items()})
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "metrics.json")
             with open(path, "w") as f:
                 json.dump(final, f, indent=2, sort_keys=True)
             self.client.log_artifact(self.run_id, path)
-            for name, fig in artifacts.items():
-                png = os.path.join(d, f"{name}.png")
-                fig.savefig(png, dpi=100, bbox_inches="tight")
-                self.client.log_artifact(self.run_id, png)
-                import matplotlib.pyplot as plt
+            for name, item in artifacts.items():
+                self.client.log_artifact(self.run_id, _write_artifact(d, name, item))
 
-                plt.close(fig)
+    def log_params(self, params: dict) -> None:
+        if self.enabled and params:
+            from mlflow.entities import Param
+
+            items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+            for i in range(0, len(items), 100):
+                self.client.log_batch(self.run_id, params=items[i:i + 100])
+
+
+def _write_artifact(d: str, name: str, item) -> str:
+    """A table as parquet, a matplotlib figure as PNG (closed afterwards); returns the file path."""
+    if hasattr(item, "to_parquet"):
+        path = os.path.join(d, f"{name}.parquet")
+        item.to_parquet(path, index=False)
+        return path
+    path = os.path.join(d, f"{name}.png")
+    item.savefig(path, dpi=100, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(item)
+    return path
 
 
 def _finite(v) -> bool:

@@ -1,5 +1,5 @@
 """CAMs, gradients and boxes: peer equality (pytorch-grad-cam), hand values (ALGORITHMS.md §1.5, §4.7),
-exact boxes on synthetic CAMs, and the ``explain`` evaluation group's contract."""
+exact boxes on synthetic CAMs, and the ``explain`` evaluation group's families."""
 import math
 
 import numpy as np
@@ -9,7 +9,7 @@ from torch import nn
 
 from trainables.config import TrialConfig
 from trainables.data import TensorSplit
-from trainables.evaluate import EVAL_GROUPS, EvalContext, run_group
+from trainables.evaluation import EvalContext, evaluate
 from trainables.explain import CAM_METHODS, cam_boxes, compute_cam, integrated_gradients, minmax, vanilla_gradient
 from trainables.explain.boxes import contour_boxes
 from trainables.explain.gradcam import GradCAM
@@ -216,9 +216,15 @@ def _data(model, n=8, size=32, boxes=True):
     return TensorSplit(images, labels, box, masks)
 
 
+def _explain(ctx, data) -> dict:
+    out = evaluate(ctx, data)
+    del out["cost/eval_seconds"]
+    return out
+
+
 def test_explain_group_keys_tags_and_gallery():
     ctx = _ctx()
-    out = run_group(EVAL_GROUPS.get("explain")(), ctx, _data(ctx.model), batch_size=8)
+    out = _explain(ctx, _data(ctx.model))
     assert set(out) <= set(keys_of_group("explain")) and all(k in KEYS for k in out)
     for key in ("explain/box_iou", "explain/mask_iou", "explain/pointing", "explain/cam_l1", "explain/gini_vg",
                 "explain/gini_ig", "explain/road_aopc"):
@@ -232,7 +238,7 @@ def test_explain_group_keys_tags_and_gallery():
 
 def test_explain_group_without_boxes_tags_the_reason():
     ctx = _ctx({"metrics": ["box_iou", "pointing", "mask_iou", "cam_l1"], "cam": "native", "gallery_images": 0})
-    out = run_group(EVAL_GROUPS.get("explain")(), ctx, _data(ctx.model, boxes=False), batch_size=8)
+    out = _explain(ctx, _data(ctx.model, boxes=False))
     assert set(out) == {"explain/cam_l1"}
     assert "no ground-truth boxes" in ctx.tags["absent.explain/box_iou"]
     assert "no ground-truth masks" in ctx.tags["absent.explain/mask_iou"]
@@ -242,8 +248,11 @@ def test_explain_group_without_boxes_tags_the_reason():
 def test_explain_group_admits_only_correct_images_for_attributions():
     ctx = _ctx({"metrics": ["gini_vg", "cam_l1"], "gallery_images": 0})
     data = _data(ctx.model)
-    batch = {k: torch.stack([data[i][k] for i in range(8)]) for k in ("image", "label", "box", "mask", "has_mask")}
-    values = EVAL_GROUPS.get("explain")().per_image(ctx, batch)
+    batch = {k: torch.stack([data[i][k] for i in range(8)]) for k in ("image", "label")}
+    evaluate(ctx, data)
+    table = ctx.artifacts["per_image"]
+    assert table["index"].tolist() == list(range(8)) and table["label"].tolist() == batch["label"].tolist()
+    values = {k: torch.tensor(table[k].to_numpy()) for k in ("explain/gini_vg", "explain/cam_l1")}
     with torch.no_grad():
         correct = ctx.model(batch["image"]).argmax(1) == batch["label"]
     assert torch.equal(~torch.isnan(values["explain/gini_vg"]), correct)

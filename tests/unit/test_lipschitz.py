@@ -6,6 +6,7 @@ import socket
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from trainables.config import TrialConfig
@@ -299,9 +300,24 @@ def test_resume_keeps_psi():
 @pytest.mark.parametrize("params", [{"at": "l2min", "at_eps": 0.1}, {"at": "l2", "at_half": False},
                                     {"at": "pgd", "at_eps": 4 / 255, "at_params": {"steps": 2}}])
 def test_regime_with_adversarial_training(params):
+    torch.manual_seed(0)
     regime = _regime(**params)
     model = regime.build_model(build_classifier("smallcnn", num_classes=4)).train()
-    _step(regime, model, size=16)  # >1 value per BN channel even when HHAT picks a single image
+    x = torch.rand(8, 3, 16, 16)  # >1 value per BN channel even under HHAT
+    with torch.no_grad():
+        y = model(x).argmax(1)  # correctly classified: a minimal (L2,min) attack must move them
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+    loss, logs = regime.loss(model, x, y)
+    hook.remove()
+    assert torch.isfinite(loss) and regime.generator is not None
+    trained_on = seen[-1]  # the training forward's input: the AT images, not the clean batch
+    moved = (trained_on - x).flatten(1).abs().amax(1) > 1e-6
+    assert moved.all() if params.get("at_half") is False else moved.any()
+    with torch.no_grad():  # the perturbation is adversarial: it raises the loss of the moved images
+        ce_adv = F.cross_entropy(model(trained_on[moved]), y[moved])
+        ce_clean = F.cross_entropy(model(x[moved]), y[moved])
+    assert ce_adv > ce_clean
 
 
 def test_params_validation():

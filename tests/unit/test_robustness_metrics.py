@@ -55,35 +55,43 @@ def test_indicators():
     assert topk_correct(logits, y, 5).tolist() == [1, 1, 1]  # k capped at V
 
 
-# ---- the evaluation group ------------------------------------------------------------------------------------
+# ---- the robustness group (attacks + ARA families) ----------------------------------------------------------
 def _ctx(**robust):
     from calibrated import calibrated
     from trainables.config import TrialConfig
-    from trainables.evaluate import EvalContext
+    from trainables.evaluation import EvalContext
 
-    cfg = TrialConfig.parse({"dataset": {"image_size": 16}, "evaluation": {"groups": ["robustness"], "robust": {
-        "pgd_steps": 2, "ara_steps": 8, "explain_images": 2, "explain_steps": 3, **robust}}})
+    cfg = TrialConfig.parse({"dataset": {"image_size": 16}, "evaluation": {
+        "groups": ["robustness"], "batch_size": 6, "robust": {
+            "pgd_steps": 2, "ara_steps": 8, "explain_images": 2, "explain_steps": 3, **robust}}})
     model, x, pred = calibrated("smallcnn", 3, size=16, n=12, seed=0)
     y = torch.where(torch.arange(12) % 3 == 0, (pred + 1) % 3, pred)  # images 0, 3, 6, 9 misclassified
     return EvalContext(model=model, cfg=cfg, regime=None, device=torch.device("cpu"), num_classes=3), x, y
 
 
 def test_robustness_group_keys_and_ara_sample():
-    from trainables.evaluate import EVAL_GROUPS, run_group
+    from trainables.evaluation import evaluate
     from trainables.metrics.keys import KEYS
 
     ctx, x, y = _ctx(ara_images=5)
-    group = EVAL_GROUPS.get("robustness")()
-    values = group.per_image(ctx, {"image": x, "label": y})
+    data = [{"image": xi, "label": yi} for xi, yi in zip(x, y)]
+    out = evaluate(ctx, data)
+    table = ctx.artifacts["per_image"]
+    values = {k: torch.tensor(table[k].to_numpy()) for k in table.columns}
     # images in order until the 5th correct one (index 6 is wrong, 7 is the 5th correct): 0..7 are in
     taken = ~torch.isnan(values["_ara"])
     assert taken.tolist() == [True] * 8 + [False] * 4
     assert torch.all(values["_ara"][[0, 3, 6]] == 0) and torch.all(values["_btr"][[0, 3, 6]] == 0)
-    assert torch.all(values["_ara"][[1, 2, 4, 5, 7]] >= 0)
-    assert values["robust/fgsm"][[0, 3, 6, 9]].sum() <= 4 and set(values) >= {"robust/pgd_l2_agree", "robust/pgd_top5"}
-    data = [{"image": xi, "label": yi} for xi, yi in zip(x, y)]
-    out = run_group(EVAL_GROUPS.get("robustness")(), ctx, data, batch_size=6)
-    assert set(out) == {k for k in KEYS if k.startswith("robust/")}
-    assert all(0 <= v <= 1 for k, v in out.items() if "ara" not in k) and out["robust/ara"] >= 0
+    assert torch.all(values["_ara"][[1, 2, 4, 5, 7]] > 0)
+    # an attack against the label never turns a misclassified image into a correct one, and robust accuracy
+    # is at most the clean accuracy image by image
+    wrong = torch.tensor([0, 3, 6, 9])
+    assert values["robust/fgsm"][wrong].sum() == 0 and values["robust/pgd"][wrong].sum() == 0
+    clean = (values["pred"] == values["label"]).float()
+    assert torch.all(values["robust/pgd"] <= clean) and torch.all(values["robust/fgsm"] <= clean)
+    assert set(values) >= {"robust/pgd_l2_agree", "robust/pgd_top5"}
+    assert set(out) - {"cost/eval_seconds"} == {k for k in KEYS if k.startswith("robust/")}
+    assert all(0 <= v <= 1 for k, v in out.items() if "ara" not in k and k.startswith("robust/"))
+    assert out["robust/ara"] >= 0
     assert ctx.tags["robust/ara_images"] == "8" and "adversarial_explanations" in ctx.artifacts
     assert ctx.cfg.evaluation.robust.linf_eps(16) == 8 / 255 and ctx.cfg.evaluation.robust.linf_eps(64) == 1 / 255

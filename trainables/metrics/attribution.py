@@ -176,14 +176,11 @@ def kendall_tau_masked(a: torch.Tensor, b: torch.Tensor, idx: torch.Tensor) -> t
 
 
 def softplus_copy(model: nn.Module, beta: float = 50.0) -> nn.Module:
-    """A copy of ``model`` with every ``nn.ReLU`` module replaced by ``Softplus(β)`` (ART's smooth
-    network for attribution attacks; second derivatives of ReLU networks vanish)."""
-    smooth = copy.deepcopy(model)
-    for module in list(smooth.modules()):
-        for name, child in module.named_children():
-            if isinstance(child, nn.ReLU):
-                setattr(module, name, nn.Softplus(beta))
-    return smooth.eval()
+    """A copy of ``model`` whose piecewise-linear activations are smooth (ART's smooth network for attribution
+    attacks; second derivatives of ReLU networks vanish): ``trainables.metrics.smooth.smooth_copy``."""
+    from trainables.metrics.smooth import smooth_copy
+
+    return smooth_copy(model, beta)
 
 
 def _attack_map(model, x, y, steps, create_graph=False):

@@ -1,7 +1,9 @@
 """The one table of metric keys and their directions.
 
 The sweep spec (objectives, constraints), Optuna (directions) and the Pareto code all read this table;
-MLflow metric names are exactly these keys. ``group`` is the evaluation group that produces the key.
+MLflow metric names are exactly these keys. ``group`` is the evaluation group whose metric families
+(``trainables/evaluation/``) produce the key. A new family adds its rows here, or at import time with
+``register_key(MetricKey(...))`` (e.g. a family defined outside this package).
 """
 from __future__ import annotations
 
@@ -57,7 +59,14 @@ _TABLE = [
 ]
 
 KEYS: dict[str, MetricKey] = {m.key: m for m in _TABLE}
-OBJECTIVE_GROUPS = ("accuracy", "robustness", "explain")
+
+
+def register_key(metric: MetricKey) -> MetricKey:
+    """Add a row to the table at runtime (the same row twice is fine; a different one under a known key is not)."""
+    if KEYS.get(metric.key, metric) != metric:
+        raise ValueError(f"metric key {metric.key!r} is already in the table with other values")
+    KEYS[metric.key] = metric
+    return metric
 
 
 def direction(key: str) -> Direction:
@@ -67,7 +76,7 @@ def direction(key: str) -> Direction:
 
 
 def keys_of_group(group: str) -> list[str]:
-    return [m.key for m in _TABLE if m.group == group]
+    return [m.key for m in KEYS.values() if m.group == group]
 
 
 def is_known(key: str) -> bool:

@@ -37,15 +37,17 @@ def mask_iou(pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def pointing_game(cam: torch.Tensor, boxes: torch.Tensor, tolerance: float = 0.0) -> torch.Tensor:
     """1 if the centre of the CAM's maximal pixel lies within ``tolerance`` pixels of the box, else 0.
 
-    Zhang et al. 2016 use the mask with a 15-px tolerance; here the box (NaN box -> NaN).
+    Zhang et al. 2016 use the mask with a 15-px tolerance; here the box (NaN box -> NaN). A constant CAM
+    (e.g. all zero) has no maximal pixel: a miss, consistent with its box IoU of 0.
     """
     b, h, w = cam.shape
-    idx = cam.flatten(1).argmax(1)
+    flat = cam.flatten(1)
+    idx = flat.argmax(1)
     cy = (idx // w).to(boxes.dtype) + 0.5
     cx = (idx % w).to(boxes.dtype) + 0.5
     dx = (boxes[:, 0] - cx).clamp(min=0) + (cx - boxes[:, 2]).clamp(min=0)
     dy = (boxes[:, 1] - cy).clamp(min=0) + (cy - boxes[:, 3]).clamp(min=0)
-    hit = (dx.square() + dy.square()).sqrt() <= tolerance
+    hit = ((dx.square() + dy.square()).sqrt() <= tolerance) & (flat.max(1).values > flat.min(1).values)
     return torch.where(torch.isnan(boxes).any(1), torch.full_like(cx, float("nan")), hit.to(cx.dtype))
 
 

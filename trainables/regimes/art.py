@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from trainables.metrics.smooth import register_smooth
 from trainables.models import unwrap
 from trainables.regimes.base import Regime, RegimeParams, register_regime
 
@@ -58,6 +59,12 @@ class SwitchReLU(nn.Module):
 
     def forward(self, x):
         return F.softplus(x, beta=self.beta) if self.soft else F.relu(x, inplace=self.inplace)
+
+
+@register_smooth(SwitchReLU)
+def _smooth_switch(m: SwitchReLU, beta: float) -> nn.Module:
+    """The IFIA evaluation's smooth copy (``metrics/smooth.py``): Softplus at the evaluation's β."""
+    return nn.Softplus(beta)
 
 
 def swap_relu(module: nn.Module, beta: float) -> int:

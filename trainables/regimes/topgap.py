@@ -54,6 +54,10 @@ def topgap_loss(logits: torch.Tensor, cam: torch.Tensor, y: torch.Tensor, lam: f
     return ce + lam * l1, logs
 
 
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
 @register_regime("topgap")
 class TopGap(Regime):
     cam_kind = "native"
@@ -110,6 +114,16 @@ class TopGap(Regime):
         if self.trial_cfg is not None:
             self._check_k(out, self.trial_cfg.dataset.image_size)
         return out
+
+    def effective(self, model) -> dict:
+        """The k actually pooled (pixel count of this model's CAM), its share of the CAM and the CAM size."""
+        was = model.training
+        size = self.trial_cfg.dataset.image_size if self.trial_cfg is not None else 64
+        with torch.no_grad():
+            h, w = model.eval().cam(torch.zeros(1, model.in_chans, size, size, device=_device(model))).shape[-2:]
+        model.train(was)
+        k = resolve_k(h * w, **self._pool_k())
+        return {"k": k, "k_frac": k / (h * w), "cam_pixels": h * w}
 
     def _check_k(self, model, image_size: int) -> None:
         """A pixel-count k must fit the CAM of this image size (one config line if not)."""
