@@ -264,3 +264,69 @@ def test_ifia_attack_stays_in_the_box_and_keeps_the_prediction():
                                        generator=torch.Generator().manual_seed(0))
     ok = ~torch.isnan(topk)
     assert ok.any() and ((topk[ok] >= 0) & (topk[ok] <= 1)).all() and ((tau[ok] >= -1) & (tau[ok] <= 1)).all()
+
+
+def _input_hvp(model, x):
+    """|d/dx <∇_x Σ logits, 1>|: zero for a piecewise-linear network."""
+    xg = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(model(xg).sum(), xg, create_graph=True)
+    if not g.requires_grad:
+        return 0.0
+    (h,) = torch.autograd.grad(g.sum(), xg, allow_unused=True)
+    return 0.0 if h is None else float(h.abs().sum())
+
+
+def _act_net(act):
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), act, nn.Conv2d(8, 8, 3, padding=1), act,
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)).eval()
+
+
+@pytest.mark.parametrize("act", [nn.ReLU6(), nn.LeakyReLU(0.1), nn.Hardtanh(-0.5, 0.5), nn.ReLU()],
+                         ids=lambda a: type(a).__name__)
+def test_smooth_copy_of_piecewise_linear_activations(act):
+    from trainables.metrics.smooth import smoothness_problem
+
+    torch.manual_seed(0)
+    model, x = _act_net(act), torch.rand(2, 3, 8, 8)
+    assert _input_hvp(model, x) == 0.0  # the network itself: no second-order signal
+    smooth = softplus_copy(model, beta=50.0)
+    assert _input_hvp(smooth, x) > 0 and smoothness_problem(smooth, x) is None
+    with torch.no_grad():
+        torch.testing.assert_close(smooth(x), model(x), atol=0.05, rtol=0.05)  # close to the original
+
+
+def test_smooth_copy_of_an_art_model_is_smooth():
+    from trainables.regimes.art import SwitchReLU, swap_relu
+
+    torch.manual_seed(0)
+    model = build_classifier("smallcnn", num_classes=3)
+    assert swap_relu(model, 50.0) > 0
+    model.eval()
+    x = torch.rand(2, 3, 16, 16)
+    smooth = softplus_copy(model, beta=50.0)
+    assert not any(isinstance(m, SwitchReLU) for m in smooth.modules())
+    assert _input_hvp(model, x) == 0.0 and _input_hvp(smooth, x) > 0
+
+
+def _eval_map(model, z, y):
+    from trainables.explain.gradients import ce_score, channel_map, integrated_gradients
+
+    return channel_map(integrated_gradients(model, z, y, 8, "trapezoid", score=ce_score), "mean_abs")
+
+
+def test_ifia_lowers_topk_and_kendall_more_than_random_noise_of_the_same_budget():
+    from calibrated import calibrated
+
+    model, x, y = calibrated("smallcnn", 3, size=16, n=8, seed=0)
+    k, eps, g = 20, 8 / 255, torch.Generator().manual_seed(0)
+    adv, found = ifia_attack(model, x, y, k=k, eps=eps, step=2 / 255, steps=8, ig_steps=4, generator=g)
+    noise = (x + eps * (2 * torch.rand(x.shape, generator=g) - 1)).clamp(0, 1)
+    with torch.no_grad():
+        kept = found & (model(noise).argmax(1) == y)
+    assert kept.sum() >= 4
+    clean, m_adv, m_noise = (_eval_map(model, z[kept], y[kept]) for z in (x, adv, noise))
+    assert topk_intersection(clean, clean, k).eq(1).all() and kendall_tau(clean, clean).eq(1).all()
+    top_adv, top_noise = topk_intersection(clean, m_adv, k).mean(), topk_intersection(clean, m_noise, k).mean()
+    tau_adv, tau_noise = kendall_tau(clean, m_adv).mean(), kendall_tau(clean, m_noise).mean()
+    assert top_adv < 1 and tau_adv < 1
+    assert top_adv < top_noise and tau_adv < tau_noise

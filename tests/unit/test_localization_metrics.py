@@ -61,6 +61,15 @@ def test_pointing_game():
     assert pointing_game(cam[1:2], boxes[1:2], tolerance=2.92)[0] == 1
 
 
+def test_pointing_game_on_a_constant_cam_is_a_miss():
+    # an all-zero CAM has no maximum: a miss (its box IoU is 0 too), even for a box over pixel (0, 0),
+    # where argmax would land; NaN boxes stay NaN
+    boxes = torch.tensor([[0.0, 0.0, 8.0, 8.0], [0.0, 0.0, 2.0, 2.0], [float("nan")] * 4])
+    for value in (0.0, 0.5):
+        out = pointing_game(torch.full((3, 8, 8), value), boxes, tolerance=3.0)
+        assert out[:2].tolist() == [0.0, 0.0] and torch.isnan(out[2])
+
+
 def test_cam_l1_top_gap_values():
     # ALGORITHMS.md §2.5: min-max CAMs of the two toy class maps and their ℓ1 sparsity
     x = torch.tensor([[[1, -2, 3], [0.5, 4, -1], [2, 0, 6]],

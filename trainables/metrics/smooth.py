@@ -62,7 +62,7 @@ def smooth_copy(model: nn.Module, beta: float = 50.0) -> nn.Module:
     """A copy of ``model`` (eval mode) with every registered activation replaced by its smooth version."""
     smooth = copy.deepcopy(model)
     for module in list(smooth.modules()):
-        for name, child in module.named_children():
+        for name, child in list(module._modules.items()):  # every name, also of a module used twice
             make = SMOOTH.get(type(child))
             if make is not None:
                 setattr(module, name, make(child, beta))
