@@ -272,9 +272,11 @@ def test_cpu_plan_resnet_pgd_matches_torchattacks():
         (gf,) = torch.autograd.grad(F.cross_entropy(f(xg), y), xg)
     kinds = {mod._plans and next(iter(mod._plans.values()))[0] for mod in f.modules() if isinstance(mod, PlannedConv2d)}
     assert kinds == {"dense", "direct", "subpixel"}
-    with torch.no_grad():
+    with torch.no_grad():  # float32 logits ~1..10 through ~20 folded layers: rounding ~1e-6; 1e-4 = 100x margin
         assert torch.allclose(f(x), m(x), atol=1e-4, rtol=1e-4)
-    assert torch.allclose(gf, gm, atol=1e-5 * float(gm.abs().max()), rtol=1e-3)
+    # input gradients are compared in float64 (test_cpu_plan_other_families_same_function_and_grad[resnet18]):
+    # in float32 they are discontinuous at max-pool near-ties, so no float32 tolerance is sound for them
+    assert gf.shape == gm.shape and bool(torch.isfinite(gf).all())
     eps = 1 / 255  # 4 of the 16 images survive: a non-trivial robust accuracy
     ours = pgd(f, x, y, eps, steps=10, alpha=eps / 4)
     ref = ta.PGD(m, eps=eps, alpha=eps / 4, steps=10, random_start=False)(x, y)
@@ -340,20 +342,32 @@ def test_pool_before_relu_same_values_and_grad():
         assert torch.equal(xa.grad, xb.grad)
 
 
-@pytest.mark.parametrize("name", ["efficientnet_b0", "convnext_atto", "densenet121", "vgg11", "mobilenetv3_small_100"])
+@pytest.mark.parametrize("name", ["efficientnet_b0", "convnext_atto", "densenet121", "vgg11", "mobilenetv3_small_100",
+                                  "resnet18"])
 def test_cpu_plan_other_families_same_function_and_grad(name):
-    """Depthwise / grouped convs, 4×4 / 3×3 strided stems, dense blocks: the planned copy keeps logits and
-    input gradients to float rounding (relative 1e-5) for every backbone family the factory maps."""
-    from trainables.attacks.fused import inference_copy
+    """Depthwise / grouped convs, 4×4 / 3×3 strided stems, dense blocks: the planned copy computes the model's
+    function and input gradient for every backbone family the factory maps.
+
+    The claim is exactness in real arithmetic, so it is checked in float64. In float32 the input gradient of a
+    network with max pooling is not a continuous function of rounding: where two activations of a pooling window
+    differ by less than float32's accumulated rounding (~1e-6 relative after a few convs), any change of
+    summation order (oneDNN's AVX2 vs AVX-512 kernels, NCHW vs channels_last) can route that window's whole
+    gradient to the other element. vgg11 at 64 px has such a window (0.3750416 vs 0.3750419 after 9 layers):
+    on an AVX2 CPU the model's own float32 gradient then differs from its float64 gradient by 2.8 % of the
+    largest gradient, while the planned copy agrees with float64 to 3e-9 — a near-tie, not a plan error."""
+    from trainables.attacks.fused import PlannedConv2d, inference_copy
     from trainables.models import build_classifier
 
     torch.manual_seed(0)
-    m = build_classifier(name, 5).eval()
+    m = build_classifier(name, 5).eval().double()
     f = inference_copy(m)
-    x, y = torch.rand(2, 3, 64, 64, requires_grad=True), torch.tensor([0, 3])
+    assert any(isinstance(mod, PlannedConv2d) for mod in f.modules())  # the CPU plan is what is checked
+    x, y = torch.rand(2, 3, 64, 64, dtype=torch.float64, requires_grad=True), torch.tensor([0, 3])
     (gm,) = torch.autograd.grad(F.cross_entropy(m(x), y), x)
     (gf,) = torch.autograd.grad(F.cross_entropy(f(x), y), x)
     with torch.no_grad():
         lm, lf = m(x), f(x)
-    assert float((lf - lm).abs().max()) <= 1e-5 * float(lm.abs().max()) + 1e-7
-    assert float((gf - gm).abs().max()) <= 1e-5 * float(gm.abs().max())
+    # float64 (eps 1.1e-16): BN folding and reordered sums measured <= 4e-15 relative for every family here (AVX2);
+    # 1e-10 leaves a wide margin for other kernels and is still ~1e4 x below float32 rounding of these nets
+    assert float((lf - lm).abs().max()) <= 1e-10 * float(lm.abs().max())
+    assert float((gf - gm).abs().max()) <= 1e-10 * float(gm.abs().max())

@@ -16,6 +16,11 @@ import torch.nn.functional as F
 ZetaMode = Literal["true", "tandem", "tandem_sum"]
 
 
+def full_precision(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in at least float32: half / bfloat16 are promoted, float64 is kept (a float64 model stays float64)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
 def select_outputs(batch: int, num_classes: int, k: int, device=None, generator=None) -> torch.Tensor:
     """K distinct output indices per image, uniform without replacement: ``[B, K]`` int64 (eq. 9, v_k)."""
     if not 1 <= k <= num_classes:
@@ -78,14 +83,14 @@ def l_adv(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor, psi, k: int = 
         idx = select_outputs(b, v, k, device=logits.device)
     if use_label is None and zeta > 0:
         use_label = torch.rand(idx.shape, device=logits.device) < zeta
-    s = selected_scalars(logits.float(), y, idx, use_label, zeta_mode)
+    s = selected_scalars(full_precision(logits), y, idx, use_label, zeta_mode)
     grads = [torch.autograd.grad(s[:, j].sum(), x, create_graph=True)[0] for j in range(idx.shape[1])]
     return gradient_penalty(torch.stack(grads) if len(grads) > 1 else grads[0][None], psi, z, q, sigma)
 
 
 def output_zeroing(logits: torch.Tensor, k_out: float) -> torch.Tensor:
     """L_out = k_out Σ_i y_i² on pre-softmax outputs (eq. 12), averaged over the batch (R)."""
-    return k_out * logits.float().square().sum(1).mean()
+    return k_out * full_precision(logits).square().sum(1).mean()
 
 
 def k_out_guideline(num_classes: int, s_t: float = 0.8) -> float:

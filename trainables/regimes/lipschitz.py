@@ -35,7 +35,7 @@ from trainables.errors import ConfigError
 from trainables.models import unwrap
 from trainables.models.hhrelu import avgpool_stem, swap_relu
 from trainables.regimes._lipschitz_control import AdaptivePsi
-from trainables.regimes._lipschitz_terms import ZetaMode, k_out_guideline, l_adv, output_zeroing
+from trainables.regimes._lipschitz_terms import ZetaMode, full_precision, k_out_guideline, l_adv, output_zeroing
 from trainables.regimes.base import Regime, RegimeParams, register_regime
 
 
@@ -120,9 +120,9 @@ class Lipschitz(Regime):
             x = self.generator(unwrap(model), x, y)
         amp_off = torch.autocast(x.device.type, enabled=False) if p.fp32 else nullcontext()
         with amp_off:
-            x = x.detach().float().requires_grad_(True)
+            x = full_precision(x.detach()).requires_grad_(True)
             logits = model(x)
-            ce = F.cross_entropy(logits.float(), y)
+            ce = F.cross_entropy(full_precision(logits), y)
             psi = self.controller.update(ce) if self.controller is not None else p.psi
             reg = (l_adv(logits, x, y, psi, p.k, p.z, p.q, p.sigma, p.zeta, p.zeta_mode)
                    if self.controller is not None or p.psi > 0 else ce.new_zeros(()))
