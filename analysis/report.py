@@ -420,8 +420,25 @@ def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
+def _common_html(cc) -> str:
+    """The common-correct comparison (``analysis.per_image.common_correct``) as a section."""
+    out = ['<h2 id="common-correct">Attribution metrics on commonly correct images</h2>']
+    if cc is None:
+        return out[0] + ('<p class="muted">No comparison: fewer than two completed trials with a '
+                         "<code>per_image.parquet</code> artifact over the same images.</p>")
+    out.append(f"<p>Attribution metrics admit only correctly classified images, so each trial's logged value uses "
+               f"its own correct images. Here each trial is re-scored on the <b>{cc.images}</b> test images that "
+               f"all <b>{cc.trials}</b> compared trials classify correctly (same dataset, split and seed; the "
+               "at-feature-map-smoothing protocol), then averaged per regime next to the regime's mean logged "
+               "value; <i>images</i> is the fewest of them a trial's metric admitted.</p>")
+    if cc.note:
+        out.append(f'<div class="note">{html.escape(cc.note)}</div>')
+    out.append(_table(cc.table, ["regime", "key", "trials", "logged", "common", "images"], id_col=""))
+    return '<section id="common-correct-section">' + "".join(out) + "</section>"
+
+
 def render_html(a: SweepAnalysis, meta: dict[str, Any], figs: list[tuple[str, str, Any]],
-                gallery: list[tuple[str, Path]], pngs: list[Path]) -> str:
+                gallery: list[tuple[str, Path]], pngs: list[Path], common=None) -> str:
     keys = a.keys
     title = f"arx sweep report: {meta.get('sweep', '?')}"
     out = [f"<h1>{html.escape(title)}</h1>"]
@@ -472,6 +489,8 @@ def render_html(a: SweepAnalysis, meta: dict[str, Any], figs: list[tuple[str, st
         out.append(_table(a.regime_summary, list(a.regime_summary.columns), id_col=""))
     hvf, n = _fig_html(figs, "regimes", n)
     out.append(hvf)
+    if common is not False:
+        out.append(_common_html(common))
 
     out.append("<h2>Choosing settings</h2>")
     if a.knee is not None:
@@ -581,8 +600,19 @@ def _write(df, out_dir, objectives, picks, tracking_uri, meta, png=True) -> tupl
         gallery, gallery_png = _gallery(a, tracking_uri, out_dir, Path(tmp), png)
         if gallery_png:
             pngs.append(gallery_png)
-        path.write_text(render_html(a, m, figs, gallery, pngs), encoding="utf-8")
+        path.write_text(render_html(a, m, figs, gallery, pngs, _common(a, tracking_uri)), encoding="utf-8")
     return path, [path, *pngs]
+
+
+def _common(a: SweepAnalysis, tracking_uri: str | None):
+    """The common-correct comparison of the completed trials (False: no store to read tables from)."""
+    done = a.trials[a.trials["status"] == "completed"] if len(a.trials) else a.trials
+    if not tracking_uri or not len(done) or "run_id" not in done:
+        return False
+    from analysis.per_image import common_correct, load_tables
+    from trainables.evaluation import correct_only_keys
+
+    return common_correct(done, load_tables(tracking_uri, [r for r in done["run_id"] if r]), correct_only_keys())
 
 
 def write_report(sweep: str | None, tracking_uri: str, out_dir: str | Path | None = None, objectives: Any = None,

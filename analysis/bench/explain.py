@@ -1,6 +1,7 @@
 """``arx bench explain``: our batched Grad-CAM vs pytorch-grad-cam's ``GradCAM`` on the same model, layer
-and batch (target: ≤ 0.8× its time), and the box-IoU pipeline's throughput (CAM -> threshold -> contours ->
-box -> IoU).
+and batch (target: ≤ 0.8× its time), the box-IoU pipeline's throughput (CAM -> threshold -> contours ->
+box -> IoU) and ``evaluation/rung``: a rung evaluation of the default sweep's objectives on 64 images relative
+to one of its training epochs (``_rung.py``; goal ≤ 0.10×).
 
 Both Grad-CAMs run resnet18 (random init, eval mode) at 64 px, batch 64, on the predicted class, with the
 target layer ``Classifier.target_layer`` (``layer4``); CUDA when available. The two maps are checked to
@@ -13,6 +14,7 @@ import importlib.util
 import torch
 
 from analysis.bench import register_bench
+from analysis.bench._rung import rung_row
 from analysis.bench.timing import median_seconds
 from trainables.explain import cam_boxes, compute_cam
 from trainables.metrics.localization import box_iou
@@ -60,4 +62,5 @@ def run(quick: bool = False) -> list[dict]:
     pipe_s = median_seconds(pipeline, repeats, warmup=2)
     rows.append({"bench": "box_iou_pipeline", "ours_s": pipe_s, "peer_s": None, "ratio": None,
                  "target": "images/s (report)", "images_per_s": batch / pipe_s, **common})
+    rows.append(rung_row(quick))
     return rows

@@ -57,9 +57,13 @@ PROBE = """<script>
       });
       var imgs = []; document.querySelectorAll('img').forEach(function (i) { imgs.push([i.naturalWidth, i.naturalHeight]); });
       var expected = document.querySelector('meta[name="arx-plots"]');
+      var common = document.querySelector('#common-correct-section');
+      var commonRows = []; if (common) common.querySelectorAll('tbody tr').forEach(function (r) {
+        var cells = []; r.querySelectorAll('td').forEach(function (c) { cells.push(c.textContent); }); commonRows.push(cells); });
       var out = document.createElement('pre'); out.id = 'arx-probe';
       out.textContent = JSON.stringify({errors: errors, plots: plots, imgs: imgs,
-                                        expected: expected ? +expected.content : null});
+                                        expected: expected ? +expected.content : null,
+                                        common: common ? common.textContent : null, commonRows: commonRows});
       document.body.appendChild(out);
     }, 2000);
   });
@@ -132,6 +136,11 @@ def test_report_renders_without_errors_in_headless_chromium(tmp_path):
     assert {"scatter", "scatter3d", "parcoords", "bar"} <= types
     assert len(probe["imgs"]) >= 1                       # CAM galleries of the chosen trials (data URIs)
     assert sum(p["lines"] for p in probe["plots"]) >= 3  # the drawn fronts
+    # the common-correct comparison: 3 regimes re-scored on the 10 images all 5 completed trials get right
+    assert "the 10 test images that all 5 compared trials classify correctly" in " ".join(probe["common"].split())
+    rows = {r[0]: r for r in probe["commonRows"]}
+    assert set(rows) == {"standard", "fgsm_at", "trades"} and all(r[1] == "explain/gini_vg" for r in rows.values())
+    assert [round(float(rows[g][4]), 3) for g in ("standard", "fgsm_at", "trades")] == [0.495, 0.695, 0.845]
 
     probe, log = results["one"]
     _check(probe, log, min_plots=2)

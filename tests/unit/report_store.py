@@ -2,7 +2,8 @@
 
 experiment = sweep name; a parent run (``arx.role=sweep``, ``arx.objectives``, ``sweep.yaml``); one child run
 per trial (``mlflow.parentRunId``, ``arx.*`` tags, flattened params, final metrics, per-epoch ``train/*``,
-``metrics.json``, sometimes ``cam_gallery.png``).
+``metrics.json``, sometimes ``cam_gallery.png``, and ``per_image.parquet``: 20 images, trial ``i`` of the list
+misclassifies images ``i`` and ``i + 5``, ``explain/gini_vg`` = 0.3 + 0.01·index + 0.1·i on its correct images).
 """
 from __future__ import annotations
 
@@ -56,6 +57,19 @@ def fresh_store(root: Path) -> str:
     return f"sqlite:///{root / 'mlflow.db'}"
 
 
+def per_image_table(i: int):
+    """The per-image table of the i-th trial (see the module docstring)."""
+    import numpy as np
+    import pandas as pd
+
+    index = np.arange(20)
+    label = index % 4
+    pred = np.where(np.isin(index, [i, i + 5]), (label + 1) % 4, label)
+    gini = np.where(pred == label, 0.3 + 0.01 * index + 0.1 * i, np.nan)
+    return pd.DataFrame({"index": index, "label": label, "pred": pred, "acc/top1": (pred == label).astype(float),
+                         "explain/gini_vg": gini})
+
+
 def build_store(root: Path, sweep: str = "shapes_test", trials=TRIALS, objectives=OBJECTIVES,
                 uri: str | None = None) -> tuple[str, str, dict[str, str]]:
     """Create the sweep in the store at ``root/mlflow.db``; returns (tracking uri, parent run id, trial -> run id)."""
@@ -95,6 +109,10 @@ def build_store(root: Path, sweep: str = "shapes_test", trials=TRIALS, objective
                 p = Path(d) / "metrics.json"
                 p.write_text(json.dumps(final))
                 client.log_artifact(rid, str(p))
+                table = per_image_table(i)
+                table.to_parquet(Path(d) / "per_image.parquet", index=False)
+                client.log_artifact(rid, str(Path(d) / "per_image.parquet"))
+                client.log_batch(rid, metrics=[Metric("explain/gini_vg", float(table["explain/gini_vg"].mean()), now, 0)])
                 if cam:
                     png = Path(d) / "cam_gallery.png"
                     _png(png, i)

@@ -184,3 +184,21 @@ def test_load_tune_results(tmp_path):
     assert (a["status"], a["trial_id"], a["regime"], a["run_id"]) == ("completed", "a_00000", "fgsm_at", "r0")
     assert a["acc/top1"] == pytest.approx(0.9) and a["params.regime.params.eps"] == pytest.approx(0.03)
     assert (b["status"], b["failure_reason"]) == ("failed", "ValueError: bad lr")
+
+
+def test_common_correct_rescores_attribution_metrics_on_images_all_trials_get_right(tmp_path):
+    from analysis.per_image import common_correct, load_tables
+    from analysis.runs import completed, load_runs
+    from report_store import build_store, per_image_table
+
+    uri, _, ids = build_store(tmp_path / "store", "cc_sweep")
+    df = completed(load_runs(uri, "cc_sweep"))
+    tables = load_tables(uri, list(df["run_id"]))
+    assert len(tables) == 5 and tables[ids["t0"]].equals(per_image_table(0))
+    cc = common_correct(df, tables, ["explain/gini_vg", "explain/attr_topk"])
+    assert cc.images == 10 and cc.trials == 5 and cc.note == ""  # trial i misses images i and i + 5, i < 5
+    got = cc.table.set_index("regime")
+    # on images 10..19: 0.3 + 0.145 + 0.1 i, averaged over the regime's trials (standard: i = 0, 1; ...)
+    assert got.loc[["standard", "fgsm_at", "trades"], "common"].round(6).tolist() == [0.495, 0.695, 0.845]
+    assert got.loc["trades", "logged"] == pytest.approx(per_image_table(4)["explain/gini_vg"].mean())
+    assert list(got["key"].unique()) == ["explain/gini_vg"] and (got["images"] == 10).all()

@@ -10,6 +10,7 @@ from trainables.evaluation.base import (
     EvalContext,
     Family,
     FamilyParams,
+    correct_only_keys,
     families_of_group,
     family_of,
     groups,
@@ -18,6 +19,7 @@ from trainables.evaluation.base import (
 )
 from trainables.evaluation.suite import configured_keys, evaluate, per_image_table, plan, run_pass, subset_indices
 
-__all__ = ["FAMILIES", "WORK", "Batch", "EvalContext", "Family", "FamilyParams", "families_of_group", "family_of",
+__all__ = ["FAMILIES", "WORK", "Batch", "EvalContext", "Family", "FamilyParams", "correct_only_keys",
+           "families_of_group", "family_of",
            "groups", "register_family", "register_work", "configured_keys", "evaluate", "per_image_table", "plan",
            "run_pass", "subset_indices"]

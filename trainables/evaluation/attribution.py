@@ -23,6 +23,7 @@ from trainables.metrics import road as road_m
 @register_family("attribution")
 class Attribution(Family):
     group = "explain"
+    correct_only = True
     keys = ("explain/gini_vg", "explain/gini_ig", "explain/ssim_vg", "explain/ros_vg", "explain/road_aopc")
     needs = ("logits",)
 

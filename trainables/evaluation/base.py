@@ -5,7 +5,8 @@ A metric family is one module here with one registered class (``@register_family
 - ``group``: the evaluation group it belongs to (``evaluation.groups`` selects groups: ``accuracy``,
   ``robustness``, ``explain``, or a new family's own); ``keys``: every key it can produce (rows of
   ``metrics/keys.py``); ``configured(cfg)``: the keys a full evaluation computes under ``cfg``;
-- ``split``: ``"full"`` test split or the seeded ``"subset"``; ``needs``: the shared per-batch work it reads
+- ``correct_only``: admits only correctly classified images (the report then compares its keys on the images
+  every compared trial classifies correctly); ``split``: ``"full"`` test split or the seeded ``"subset"``; ``needs``: the shared per-batch work it reads
   (``batch.need("cam")``), computed once per batch whichever families ask (``WORK`` below);
 - ``per_image(batch) -> {key: Tensor[B]}`` for the requested keys ``self.want`` (NaN = image not admitted;
   keys starting with ``_`` are intermediates ``reduce`` consumes); ``reduce(values) -> {key: float}``
@@ -97,6 +98,7 @@ class Family:
     group: ClassVar[str]
     keys: ClassVar[tuple[str, ...]] = ()
     split: ClassVar[str] = "subset"
+    correct_only: ClassVar[bool] = False
     needs: ClassVar[tuple[str, ...]] = ()
     Params: ClassVar[type[FamilyParams]] = FamilyParams
 
@@ -152,6 +154,11 @@ def nanmean(values: dict[str, torch.Tensor], keys) -> dict[str, float]:
 def nan_like(x: torch.Tensor) -> torch.Tensor:
     """A ``[B]`` float tensor of NaN for the batch ``x``."""
     return torch.full((len(x),), float("nan"), device=x.device)
+
+
+def correct_only_keys() -> list[str]:
+    """Keys of the families that admit only correctly classified images."""
+    return [k for n in FAMILIES.names() if FAMILIES.get(n).correct_only for k in FAMILIES.get(n).all_keys()]
 
 
 def families_of_group(group: str) -> list[type[Family]]:

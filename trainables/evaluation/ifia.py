@@ -21,6 +21,7 @@ from trainables.metrics.smooth import smooth_copy, smoothness_problem
 @register_family("ifia")
 class IFIA(Family):
     group = "explain"
+    correct_only = True
     keys = ("explain/attr_topk", "explain/attr_kendall")
     needs = ("logits",)
 
