@@ -37,10 +37,16 @@ def sweep(config: Optional[Path] = typer.Argument(None, help="sweep YAML (defaul
           results: Path = ResultsOpt,
           address: Optional[str] = typer.Option(None, help="Ray cluster address (or RAY_ADDRESS)"),
           set_: List[str] = typer.Option([], "--set", help="override a spec field, e.g. --set num_samples=4")):
-    """Run a multi-objective sweep (Ray Tune + Optuna), tracked in MLflow."""
+    """Run a multi-objective sweep (Ray Tune + Optuna), tracked in MLflow. Exit status: 0 when every trial
+    completed, 1 when any failed (the summary names them), 2 for a user mistake found before launching."""
     from sweeps.launch import run_sweep
+    from sweeps.summary import failed_rows
 
-    run_sweep(config, results, resume=resume, dry_run=dry_run, address=address, overrides=set_)
+    out = run_sweep(config, results, resume=resume, dry_run=dry_run, address=address, overrides=set_)
+    if out is not None and (failed := failed_rows(out["rows"])):
+        err_console.print(f"arx: {len(failed)} of {len(out['rows'])} trials failed: "
+                          + ", ".join(str(r["trial"]) for r in failed), markup=False)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -96,11 +102,17 @@ def main() -> None:
     try:
         app()
     except ArxError as e:
-        err_console.print(f"arx: error: {e}", markup=False)
+        err_console.print(f"arx: error: {one_line(str(e))}", markup=False)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("arx: interrupted")
         sys.exit(130)
+
+
+def one_line(text: str) -> str:
+    """A user error as exactly one printable line (a YAML key may hold newlines or lone surrogates)."""
+    text = " | ".join(part.strip() for part in text.splitlines() if part.strip()) or "(no message)"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 if __name__ == "__main__":

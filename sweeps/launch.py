@@ -18,12 +18,12 @@ from ray import tune
 from sweeps.console import console, rows_table
 from sweeps.plan import make_plan
 from sweeps.raysession import TRIAL_SLOT, init_ray
+from sweeps.resultsdir import SweepLock, check_results_dir
 from sweeps.space import ArxOptunaSearch, SearchSpace
 from sweeps.spec import SweepSpec, load_spec
 from trainables.config import TrialConfig
 from trainables.errors import ArxError, ConfigError
 from trainables.tracking import default_tracking_uri, get_or_create_experiment
-from trainables.trainable import tune_trial
 
 
 class TunedGridSampler(optuna.samplers.GridSampler):
@@ -199,10 +199,16 @@ def run_sweep(config: Path | None, results: Path, resume: bool = False, dry_run:
     spec = load_spec(config, overrides)
     space = SearchSpace(spec)
     validate_space(space)
+    check_results_dir(results, need_free=not dry_run)
     paths = sweep_paths(spec, results)
     base = spec.trial_base()
     if dry_run:
         return _print_dry_run(spec, space, paths, base, address)
+    with SweepLock(results.resolve(), spec.name):  # one writer per sweep and results directory
+        return _launch(spec, space, paths, base, config, resume, address)
+
+
+def _launch(spec, space, paths, base, config, resume, address):
     cluster = init_ray(address)
     plan = make_plan(base.resources, cluster, spec.num_samples, spec.max_concurrent,
                      strict=not (address or os.environ.get("RAY_ADDRESS")))
@@ -212,6 +218,8 @@ def run_sweep(config: Path | None, results: Path, resume: bool = False, dry_run:
         console.print(line)
     parent = parent_run(spec, paths["tracking"], name, resume, config)
     driver = {TRIAL_SLOT: 1} if TRIAL_SLOT in cluster else {"CPU": 0.01}
+    from trainables.trainable import tune_trial  # torch, timm, Ray Train: not needed to validate a spec
+
     trainable = tune.with_resources(tune_trial, driver)
     progress = SweepProgress(spec.metric_names, spec.num_samples)
     if resume and _experiment_exists(paths["storage"], name):

@@ -29,7 +29,7 @@ from trainables.metrics.keys import KEYS
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class FloatDist(_Strict):
@@ -115,7 +115,7 @@ class Constraint(_Strict):
 
 class Sampler(_Strict):
     name: Literal["nsga2", "tpe", "random", "grid"] = "nsga2"
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32, description="Optuna/numpy seeds are 32-bit")
     population_size: int | None = Field(None, ge=2, description="NSGA-II population (default: min(num_samples, 50))")
 
 

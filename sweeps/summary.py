@@ -46,6 +46,14 @@ def _reason(err: BaseException) -> str:
     return (tail[-1] if tail else type(err).__name__)[:300]
 
 
+OK_STATUSES = ("completed", "pruned")  # pruned: stopped early by a scheduler, a normal outcome
+
+
+def failed_rows(rows: list[dict]) -> list[dict]:
+    """The trials that neither completed nor were pruned (``arx sweep`` then exits 1)."""
+    return [r for r in rows if r["status"] not in OK_STATUSES]
+
+
 def pareto_rows(rows: list[dict], objectives: list[str], modes: list[str]) -> list[dict]:
     from analysis.pareto import non_dominated
 

@@ -64,7 +64,7 @@ GroupName = Annotated[str, AfterValidator(_group)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, protected_namespaces=())
 
 
 class DatasetConfig(Strict):
@@ -73,7 +73,7 @@ class DatasetConfig(Strict):
     image_size: int = Field(64, ge=16, le=1024)
     train_size: int | None = Field(None, ge=1, description="cap on training images (None = all)")
     test_size: int | None = Field(None, ge=1, description="cap on test images (None = all)")
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32)
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes per Train worker")
     params: dict[str, Any] = Field(default_factory=dict, description="dataset-specific settings")
 
@@ -277,7 +277,7 @@ class TrialConfig(Strict):
     """One trial: dataset x model x regime x optimisation x evaluation x resources."""
 
     name: str = "trial"
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     regime: RegimeConfig = Field(default_factory=RegimeConfig)
@@ -355,5 +355,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
     return out

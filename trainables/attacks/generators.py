@@ -45,7 +45,7 @@ from trainables.registry import Registry
 
 
 class GeneratorParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     eps: float = Field(gt=0, description="attack budget (unit: see the kind)")
     half: bool = Field(False, description="half-half AT: perturb only a random part of the batch")

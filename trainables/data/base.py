@@ -23,7 +23,7 @@ Split = Literal["train", "test"]
 
 
 class NoParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DatasetSpec:

@@ -48,7 +48,7 @@ def _scaled_photo(k: int, side: int, crop: float) -> torch.Tensor:
 
 
 class DigitsParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     n_train: int = Field(1437, ge=1, description="images drawn from the 1437 train glyphs (repeats if more)")
     n_test: int = Field(360, ge=1, description="images drawn from the 360 held-out glyphs")

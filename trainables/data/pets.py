@@ -29,7 +29,7 @@ COLUMNS = "NAME CLASS_ID SPECIES BREED_ID"
 
 
 class PetsParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     target: Literal["breed", "species"] = "breed"
     masks: bool = True

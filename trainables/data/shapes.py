@@ -66,7 +66,7 @@ def tint_palette(num_classes: int) -> np.ndarray:
 
 
 class ShapesParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     num_classes: int = Field(4, ge=2, le=len(SHAPE_NAMES), description="the first C of " + ", ".join(SHAPE_NAMES))
     n_train: int = Field(1024, ge=1)

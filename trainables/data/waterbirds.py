@@ -27,7 +27,7 @@ SPLITS = {"train": 0, "val": 1, "test": 2}
 
 
 class WaterbirdsParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, protected_namespaces=())
 
     cub_root: Path | None = None
     test_split: Literal["val", "test"] = "test"

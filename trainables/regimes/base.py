@@ -36,7 +36,7 @@ from trainables.registry import Registry
 
 
 class RegimeParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Regime:
