@@ -51,8 +51,10 @@ def _cam(name: str) -> str:
 
 
 def _group(name: str) -> str:
-    from trainables.evaluation import groups
+    from trainables.evaluation import FAMILIES, groups
 
+    if name not in groups():
+        FAMILIES.populate(rescan=True)  # a family module added after this process first looked
     return _one_of("evaluation group", name, groups())
 
 

@@ -36,9 +36,10 @@ class Registry(Generic[T]):
 
         return deco
 
-    def populate(self) -> None:
-        """Import every module of the registry's package so their decorators run."""
-        if self._populated:
+    def populate(self, rescan: bool = False) -> None:
+        """Import every module of the registry's package so their decorators run (``rescan``: again, for
+        modules added since, e.g. a process that outlived the first scan)."""
+        if self._populated and not rescan or self.package is None:
             return
         self._populated = True
         pkg = importlib.import_module(self.package)
@@ -48,6 +49,8 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         self.populate()
+        if name not in self._items:
+            self.populate(rescan=True)
         if name not in self._items:
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}; valid: {', '.join(sorted(self._items))}"

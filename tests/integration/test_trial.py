@@ -39,6 +39,13 @@ def test_trial_logs_run_to_mlflow(ray_cluster, tiny_trial, tmp_path):
     assert run["tags.arx.status"] == "completed"
     history = mlflow.MlflowClient(info.uri).get_metric_history(run["run_id"], "train/loss")
     assert sorted(m.step for m in history) == [0, 1]  # one value per epoch
+    # the per-image table of the final evaluation: every test image, its label, prediction and values
+    import pandas as pd
+
+    table = pd.read_parquet(mlflow.MlflowClient(info.uri).download_artifacts(run["run_id"], "per_image.parquet",
+                                                                            str(tmp_path)))
+    assert list(table.columns[:3]) == ["index", "label", "pred"] and table["index"].tolist() == list(range(64))
+    assert table["acc/top1"].mean() == pytest.approx(out["acc/top1"])
 
 
 def _one_step_cfg(tiny_trial, workers, batch):

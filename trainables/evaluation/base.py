@@ -171,6 +171,8 @@ def groups() -> list[str]:
 
 def family_of(key: str) -> type[Family]:
     """The registered family producing ``key``; one line listing the producible keys otherwise."""
+    if not any(key in FAMILIES.get(n).all_keys() for n in FAMILIES.names()):
+        FAMILIES.populate(rescan=True)  # a family module added after this process first looked
     for name in FAMILIES.names():
         if key in FAMILIES.get(name).all_keys():
             return FAMILIES.get(name)
