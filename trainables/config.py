@@ -241,8 +241,6 @@ class EvalConfig(Strict):
     seed: int = 0
     robust: RobustEvalConfig = Field(default_factory=RobustEvalConfig)
     explain: ExplainEvalConfig = Field(default_factory=ExplainEvalConfig)
-
-
     params: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="settings of families with their own section, by family name")
 
@@ -254,6 +252,8 @@ class EvalConfig(Strict):
         for name, params in v.items():
             _validate_params(FAMILIES.get(_registered(FAMILIES, name)).Params, params, f"evaluation.params.{name}")
         return v
+
+
 class ResourcesConfig(Strict):
     num_workers: int = Field(1, ge=1, le=1024, description="Ray Train workers (DDP ranks) per trial")
     use_gpu: bool = False
