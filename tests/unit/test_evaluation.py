@@ -125,6 +125,7 @@ def test_topgap_effective_k_in_pixels():
     ({"explain": {"metrics": ["box_iou", "beauty"]}}, None, "unknown explain metric 'beauty'; valid:"),
     ({"groups": ["accuracy", "vibes"]}, None, "unknown evaluation group 'vibes'; valid: accuracy, explain"),
     ({"params": {"nope": {}}}, None, "unknown metric family 'nope'; valid:"),
+    ({"params": {"ara": {"stepz": 3}}}, None, "evaluation.params.ara.stepz: unknown field"),
 ])
 def test_names_are_validated_against_the_registries(section, value, message):
     with pytest.raises(ConfigError) as e:
