@@ -149,7 +149,10 @@ class RobustEvalConfig(Strict):
     pgd_steps: int = Field(10, ge=1)
     pgd_step_ratio: float = Field(2.5, gt=0, description="PGD step size = ratio * eps / steps")
     random_start: bool = True
-    fused: bool = Field(True, description="attack a frozen BN-folded copy of the eval model, laid out for speed (same function; attacks/fused.py)")
+    victim: Literal["model", "folded", "cpu_plan"] = Field(
+        "folded", description="what the attacks differentiate (the same function; models/inference.py): the model "
+                              "itself, a frozen BN-folded copy (channels_last on GPU), or that copy with the opt-in "
+                              "per-layer CPU plan (models/cpu_plan.py)")
     ara_images: int = Field(64, ge=0, description="correctly classified images used for ARA / BTR-ARA (paper: 1000); 0 = off")
     ara_steps: int = Field(100, ge=1, description="Algorithm 1 steps (paper and code: 450)")
     ara_rule: Literal["ramp", "sgd"] = Field("ramp", description="ramp: the authors' code (RMSE-normalised ramped steps); sgd: paper Algorithm 1")

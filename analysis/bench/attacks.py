@@ -5,12 +5,12 @@ Setup (issue target: ratio ≤ 0.8): timm resnet18 (random weights, eval mode) w
 predictions; ``quick=True`` uses 32×32 and batch 16. The attacks alternate within every repeat (fair under a
 noisy machine: on the 2-core VM the same call varies by ±15 % between runs); medians of 7 repeats are reported.
 
-Rows:
-- ``attacks/pgd10``: ours as the evaluation runs it — ``pgd`` on ``inference_copy(model)`` (BN folded, frozen,
-  in the device's attack layout: the per-layer CPU plan of ``trainables.attacks.fused`` on CPU, channels_last
-  on GPU; the copy is built inside the timed call) vs ``torchattacks.PGD`` on the model. Adversarial images
-  may differ by float rounding; both robust accuracies are reported.
-- ``attacks/pgd10_same_model``: ours on the unmodified model (bit-identical images to torchattacks).
+Rows, one per attack victim (``evaluation.robust.victim``), each our ``pgd`` vs ``torchattacks.PGD`` on the model:
+- ``attacks/pgd10``: the default victim ``folded`` — a frozen BN-folded copy (channels_last on GPU, the model's
+  layout on CPU), built inside the timed call, as the evaluation runs it;
+- ``attacks/pgd10_cpu_plan``: the opt-in per-layer CPU plan (``trainables.models.cpu_plan``);
+- ``attacks/pgd10_same_model``: victim ``model``, the unmodified model (bit-identical images to torchattacks).
+Adversarial images of the copies may differ from the model's by float rounding; robust accuracies are reported.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def run(quick: bool = False) -> list[dict]:
     import torchattacks
 
     from trainables.attacks import pgd
-    from trainables.attacks.fused import auto_layout, inference_copy
+    from trainables.models.inference import attack_victim
     from trainables.models import build_classifier
 
     size, batch, repeats = (32, 16, 2) if quick else (64, 64, 7)
@@ -58,21 +58,14 @@ def run(quick: bool = False) -> list[dict]:
         y = model(x).argmax(1)
     eps, alpha, steps = 8 / 255, 2 / 255, 10
     peer = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=False)
-    fns = {
-        "ours": lambda: pgd(inference_copy(model), x, y, eps, steps=steps, alpha=alpha),
-        "ours_same_model": lambda: pgd(model, x, y, eps, steps=steps, alpha=alpha),
-        "peer": lambda: peer(x, y),
-    }
+    victims = {"folded": "attacks/pgd10", "cpu_plan": "attacks/pgd10_cpu_plan", "model": "attacks/pgd10_same_model"}
+    fns = {v: (lambda v=v: pgd(attack_victim(model, v), x, y, eps, steps=steps, alpha=alpha)) for v in victims}
+    fns["peer"] = lambda: peer(x, y)
     t = _interleaved(fns, device, repeats)
     advs = {k: fn() for k, fn in fns.items()}  # outside no_grad: torchattacks needs autograd on
     with torch.no_grad():
         acc = {k: float((model(a).argmax(1) == y).float().mean()) for k, a in advs.items()}
-    layout = auto_layout(model)
     common = {"peer_s": t["peer"], "target": "ratio <= 0.8", "device": str(device), "threads": torch.get_num_threads(),
               "image_size": size, "batch": batch, "steps": steps, "robust_acc_peer": acc["peer"]}
-    return [
-        {"bench": "attacks/pgd10", "ours_s": t["ours"], "ratio": t["ours"] / t["peer"],
-         "robust_acc_ours": acc["ours"], "layout": layout, **common},
-        {"bench": "attacks/pgd10_same_model", "ours_s": t["ours_same_model"], "ratio": t["ours_same_model"] / t["peer"],
-         "robust_acc_ours": acc["ours_same_model"], "layout": "model", **common},
-    ]
+    return [{"bench": row, "ours_s": t[v], "ratio": t[v] / t["peer"], "robust_acc_ours": acc[v], "victim": v, **common}
+            for v, row in victims.items()]

@@ -13,14 +13,14 @@ def test_bench_attacks_quick_writes_rows(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "attacks/pgd10" in proc.stdout
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["bench"] for r in rows] == ["attacks/pgd10", "attacks/pgd10_same_model"]
+    assert [r["bench"] for r in rows] == ["attacks/pgd10", "attacks/pgd10_cpu_plan", "attacks/pgd10_same_model"]
     for r in rows:
         assert r["quick"] is True and r["ours_s"] > 0 and r["peer_s"] > 0
         assert r["ratio"] == r["ours_s"] / r["peer_s"]
         assert 0 <= r["robust_acc_ours"] <= 1 and 0 <= r["robust_acc_peer"] <= 1
-    assert rows[0]["layout"] == "cpu" and rows[1]["layout"] == "model"
+    assert [r["victim"] for r in rows] == ["folded", "cpu_plan", "model"]  # every victim the evaluation offers
     # the same model, the same arithmetic as torchattacks: the same robust accuracy
-    assert rows[1]["robust_acc_ours"] == rows[1]["robust_acc_peer"]
+    assert rows[2]["robust_acc_ours"] == rows[2]["robust_acc_peer"]
 
 
 def test_bench_unknown_suite_is_one_line_error():

@@ -196,7 +196,7 @@ def test_generator_params_validate():
 # ---- the evaluation's fast victim ------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["smallcnn", "resnet18"])
 def test_inference_copy_same_function(name):
-    from trainables.attacks.fused import inference_copy
+    from trainables.models.inference import inference_copy
 
     m, x, y = _model(name, n=8)
     f = inference_copy(m)
@@ -210,6 +210,24 @@ def test_inference_copy_same_function(name):
         inference_copy(m.train())
 
 
+def test_attack_victims():
+    """``evaluation.robust.victim``: ``model`` is the model itself; ``folded`` (default) a frozen BN-folded copy
+    with no CPU-specific layer on the CPU; ``cpu_plan`` the opt-in per-layer plan."""
+    from trainables.models.cpu_plan import ChannelsLastMaxPool2d, PlannedConv2d
+    from trainables.models.inference import attack_victim, auto_layout
+
+    m, x, _ = _model("resnet18", n=4)
+    assert attack_victim(m, "model") is m
+    folded, planned = attack_victim(m, "folded"), attack_victim(m, "cpu_plan")
+    special = (PlannedConv2d, ChannelsLastMaxPool2d)
+    assert auto_layout(m) == "keep" and not any(isinstance(mod, special) for mod in folded.modules())
+    assert not any(isinstance(mod, nn.BatchNorm2d) for mod in folded.modules())
+    assert any(isinstance(mod, PlannedConv2d) for mod in planned.modules())
+    with torch.no_grad():  # float32 logits ~1..10 through ~20 folded layers: rounding ~1e-6; 1e-4 = 100x margin
+        for v in (folded, planned):
+            assert torch.allclose(v(x), m(x), atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("shape", [
     # H, W, C, O, kernel, stride, padding: resnet's stem, odd sizes, non-square stride, s = k, 1×1, padding > k/2
     (64, 64, 3, 8, (7, 7), (2, 2), (3, 3)), (65, 63, 3, 8, (7, 5), (2, 3), (3, 1)),
@@ -218,7 +236,7 @@ def test_inference_copy_same_function(name):
 ])
 def test_subpixel_input_grad_equals_aten(shape):
     """The strided conv's input gradient as one stride-1 conv + pixel shuffle == ATen's backward-data (float64)."""
-    from trainables.attacks.fused import subpixel_input_grad, subpixel_kernel
+    from trainables.models.subpixel import subpixel_input_grad, subpixel_kernel
 
     h, w, c, o, k, s, p = shape
     g0 = torch.Generator().manual_seed(0)
@@ -240,7 +258,7 @@ def test_subpixel_input_grad_equals_aten(shape):
 ])
 def test_planned_conv_same_function_and_input_grad(case):
     """Every CPU plan (dense matrix, direct NCHW / channels_last, subpixel backward) == nn.Conv2d (float64)."""
-    from trainables.attacks.fused import PlannedConv2d
+    from trainables.models.cpu_plan import PlannedConv2d
 
     *geom, bias, plan = case
     c, o, h, w, k, s, p, d = geom
@@ -261,10 +279,11 @@ def test_cpu_plan_resnet_pgd_matches_torchattacks():
     as torchattacks on the model itself."""
     import torchattacks as ta
 
-    from trainables.attacks.fused import ChannelsLastMaxPool2d, PlannedConv2d, inference_copy
+    from trainables.models.cpu_plan import ChannelsLastMaxPool2d, PlannedConv2d
+    from trainables.models.inference import inference_copy
 
     m, x, y = _model("resnet18", size=64, n=16)
-    f = inference_copy(m)
+    f = inference_copy(m, "cpu")  # the opt-in CPU plan
     assert isinstance(f.net.maxpool, ChannelsLastMaxPool2d) and isinstance(f.net.conv1, PlannedConv2d)
     xg = x.clone().requires_grad_(True)
     with torch.enable_grad():
@@ -290,7 +309,7 @@ def test_cpu_plan_resnet_pgd_matches_torchattacks():
 
 
 def test_channels_last_max_pool_same_values_and_grad():
-    from trainables.attacks.fused import ChannelsLastMaxPool2d
+    from trainables.models.cpu_plan import ChannelsLastMaxPool2d
 
     pool = nn.MaxPool2d(3, 2, 1)
     ours = ChannelsLastMaxPool2d.from_pool(pool)
@@ -304,7 +323,7 @@ def test_channels_last_max_pool_same_values_and_grad():
 def test_planned_conv_refuses_double_backward():
     """The dense / subpixel plans give first-order input gradients only: a double backward raises (never a
     silently wrong second-order gradient)."""
-    from trainables.attacks.fused import PlannedConv2d
+    from trainables.models.cpu_plan import PlannedConv2d
 
     conv = PlannedConv2d.from_conv(nn.Conv2d(4, 4, 3, padding=1)).requires_grad_(False)
     x = torch.randn(2, 4, 2, 2, requires_grad=True)
@@ -319,7 +338,7 @@ def test_pool_before_relu_same_values_and_grad():
     a ReLU whose output is used elsewhere too is left alone."""
     import torch.fx
 
-    from trainables.attacks.fused import pool_before_relu
+    from trainables.models.cpu_plan import pool_before_relu
 
     class Stem(nn.Module):
         def __init__(self, reuse=False):
@@ -355,12 +374,13 @@ def test_cpu_plan_other_families_same_function_and_grad(name):
     gradient to the other element. vgg11 at 64 px has such a window (0.3750416 vs 0.3750419 after 9 layers):
     on an AVX2 CPU the model's own float32 gradient then differs from its float64 gradient by 2.8 % of the
     largest gradient, while the planned copy agrees with float64 to 3e-9 — a near-tie, not a plan error."""
-    from trainables.attacks.fused import PlannedConv2d, inference_copy
+    from trainables.models.cpu_plan import PlannedConv2d
+    from trainables.models.inference import inference_copy
     from trainables.models import build_classifier
 
     torch.manual_seed(0)
     m = build_classifier(name, 5).eval().double()
-    f = inference_copy(m)
+    f = inference_copy(m, "cpu")  # the opt-in CPU plan
     assert any(isinstance(mod, PlannedConv2d) for mod in f.modules())  # the CPU plan is what is checked
     x, y = torch.rand(2, 3, 64, 64, dtype=torch.float64, requires_grad=True), torch.tensor([0, 3])
     (gm,) = torch.autograd.grad(F.cross_entropy(m(x), y), x)

@@ -4,9 +4,10 @@ Top-GAP's protocol) and ``robust/<attack>_top5`` where ``metrics/keys.py`` has t
 
 Evaluation attacks are a registry (``EVAL_ATTACKS``): ``@register_eval_attack("pgd")`` on a function
 ``(ctx, victim, generator) -> EvalAttack`` (``call(x, y) -> x_adv`` and its effective settings);
-``evaluation.robust.attacks`` names them. Attacks run on the eval-mode model (running BN statistics), autocast off; with ``robust.fused`` (default) they
-differentiate ``inference_copy(model)`` (BN folded, per-layer CPU plan or channels_last: the same function,
-faster) and the accuracies are read from the model itself. Each attack (and its re-attack for ``_agree``)
+``evaluation.robust.attacks`` names them. Attacks run on the eval-mode model (running BN statistics), autocast off; they
+differentiate ``evaluation.robust.victim`` (default ``folded``: a frozen BN-folded copy, channels_last on GPU;
+``cpu_plan``: opt-in per-layer CPU plan; ``model``: the model itself — the same function each) and the accuracies
+are read from the model itself. Each attack (and its re-attack for ``_agree``)
 draws its random start from its own generator, so ``robust/pgd`` alone equals that of the full evaluation.
 """
 from __future__ import annotations
@@ -64,11 +65,10 @@ def pgd_l2_attack(ctx: EvalContext, victim, g):
 
 
 def victim(ctx: EvalContext) -> torch.nn.Module:
-    """What the attacks differentiate: ``inference_copy(model)`` with ``robust.fused``, else the model."""
-    from trainables.attacks.fused import inference_copy
+    """What the attacks differentiate: ``evaluation.robust.victim`` (``models/inference.py``)."""
+    from trainables.models.inference import attack_victim
 
-    fused = ctx.cfg.evaluation.robust.fused
-    return ctx.shared("victim", lambda: inference_copy(ctx.model) if fused else ctx.model)
+    return ctx.shared("victim", lambda: attack_victim(ctx.model, ctx.cfg.evaluation.robust.victim))
 
 
 def build_attack(ctx: EvalContext, name: str, stream: str = "labels") -> EvalAttack:
@@ -121,7 +121,7 @@ class Attacks(Family):
 
     def settings(self) -> dict[str, Any]:
         rc = self.ctx.cfg.evaluation.robust
-        out: dict[str, Any] = {"fused": rc.fused}
+        out: dict[str, Any] = {"victim": rc.victim}
         for name in self._attacks():
             out |= {f"{name}.{k}": v for k, v in build_attack(self.ctx, name).settings.items()}
         return out

@@ -62,7 +62,7 @@ def hhrelu(x: torch.Tensor, d: float = 1.0) -> torch.Tensor:
     return _HHReLUFn.apply(x, d)
 
 
-# FX (e.g. the BN-folded evaluation copy, ``trainables.attacks.fused``) must record ``hhrelu`` as one call:
+# FX (e.g. the BN-folded evaluation copy, ``trainables.models.inference``) must record ``hhrelu`` as one call:
 # tracing into the autograd.Function would inline its in-place forward as ordinary autograd ops.
 torch.fx.wrap("hhrelu")
 

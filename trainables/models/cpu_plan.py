@@ -1,84 +1,37 @@
-"""A fast, numerically equivalent copy of an eval-mode model for evaluation attacks.
+"""An opt-in CPU layout for the evaluation's frozen attack victim (``evaluation.robust.victim: cpu_plan``).
 
-``inference_copy(model)`` returns a deep copy with every Conv→BatchNorm pair folded into one convolution
-(``torch.fx.experimental.optimization.fuse``: W' = W·γ/σ, b' = (b − μ)·γ/σ + β, exact in real arithmetic,
-float rounding ~1e-7 relative) and its parameters frozen, laid out for the attack's forward + input-backward:
+``cpu_plan(model)`` swaps, in place, every plain ``nn.Conv2d`` of a frozen eval-mode copy for a
+:class:`PlannedConv2d` and every ``nn.MaxPool2d`` for a :class:`ChannelsLastMaxPool2d`, and in a traced model
+rewrites ReLU → max-pool pairs as max-pool → ReLU. The plan of each conv is chosen from the shapes only (so runs
+are reproducible; timing-based autotuning would not be):
 
-- **CUDA / other accelerators** (``layout="channels_last"``): the whole copy in channels_last (cuDNN's fast
-  NHWC kernels; no NCHW↔NHWC reorders).
-- **CPU** (``layout="cpu"``, the default there): a per-layer plan, chosen from the shapes only (so results are
-  reproducible run to run), measured on resnet18, 64 px, batch 64, 2 cores:
-  every plain ``nn.Conv2d`` becomes a :class:`PlannedConv2d` that runs
-  (a) as one dense matrix product when every output pixel sees every input pixel (3×3 convs on 2×2 maps:
-  the same multiply-adds as a direct conv, but one large GEMM: 2.9 vs 7.7 ms forward);
-  (b) in NCHW when it is wide and its map small (≥ ``NCHW_MIN_CHANNELS`` outputs on ≤ ``NCHW_MAX_PIXELS``
-  pixels), else in channels_last (oneDNN forward + backward-data of a 3×3 conv: 64→64 at 16×16 9.2 ms in
-  channels_last vs 15.9 in NCHW, 3→16 at 32×32 1.8 vs 7.5, but 256→256 at 4×4 15.4 vs 10.4);
-  (c) for a strided conv with few input channels (resnet's 7×7/2 stem on RGB), with its input gradient from
-  :func:`subpixel_input_grad` — the transposed convolution as one stride-1 convolution with ``C_in·s²``
-  outputs and a pixel shuffle — instead of oneDNN's backward-data kernel (14 vs 31 ms).
-  Max pooling runs in channels_last (NCHW max pooling is a scalar loop: 21 ms vs 1.3 ms).
-  ``arx bench attacks``: PGD-10 on the planned copy takes ~0.7× torchattacks' time on the model.
+(a) ``dense``: when every output pixel sees every input pixel (3×3 convs on 2×2 maps) the conv is one dense
+    matrix product — the same multiply-adds as a direct conv, as one large GEMM;
+(b) ``direct``: NCHW when it is wide and its map small (≥ ``NCHW_MIN_CHANNELS`` outputs on ≤ ``NCHW_MAX_PIXELS``
+    pixels), else channels_last;
+(c) ``subpixel``: a strided conv with few input channels (resnet's 7×7/2 stem on RGB) gets its input gradient
+    from :func:`subpixel_input_grad` — the transposed convolution as one stride-1 convolution with ``C_in·s²``
+    outputs and a pixel shuffle — instead of oneDNN's backward-data kernel.
 
-The copy computes the same function as ``model`` in eval mode (running BN statistics) — the network the
-evaluation measures — so a white-box attack on the copy is a white-box attack on the model; robust
-accuracy is still read from the original model's logits. Adversarial images are not bit-identical to an
-attack on the unfused model (rounding differences are amplified through ReLU switching over PGD steps).
-Parameters are frozen (``requires_grad=False``): the copy gives first-order input gradients only, which is
-all an evaluation attack needs (a double backward through a dense or subpixel conv raises). Models that FX
-cannot trace (data-dependent control flow) are copied unfused (logged at DEBUG level); the layout plan applies
-to them too. Only for eval mode: train-mode BN depends on the batch and cannot be folded.
+Every plan computes the same function and input gradient as the model (tests compare them in float64); what each
+saves is measured by ``arx bench attacks`` (row ``attacks/pgd10_cpu_plan``), not asserted here. The thresholds
+come from one CPU's oneDNN; another CPU may prefer others. Weights must be frozen: the dense and subpixel plans
+give first-order input gradients only (a double backward raises).
 """
 from __future__ import annotations
 
-import copy
-import logging
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-log = logging.getLogger(__name__)
+from trainables.models.subpixel import subpixel_input_grad, subpixel_kernel
 
-Layout = Literal["auto", "cpu", "channels_last", "keep"]
-NCHW_MIN_CHANNELS, NCHW_MAX_PIXELS = 256, 64  # CPU: convs this wide on maps this small run in NCHW
-SUBPIXEL_MAX_IN_CHANNELS = 4  # CPU: strided convs with at most this many input channels use subpixel_input_grad
-DENSE_MAX_ENTRIES = 1 << 23  # CPU: largest conv-as-matrix (entries; two fp32 copies = 64 MiB)
-
-
-def inference_copy(model: nn.Module, layout: Layout = "auto") -> nn.Module:
-    """``model`` (eval mode) -> a frozen, BN-folded (where traceable) copy in the attack layout.
-
-    ``layout``: ``"auto"`` (``"cpu"`` for a model on the CPU, else ``"channels_last"``), ``"cpu"`` (the per-layer
-    plan of the module docstring), ``"channels_last"`` (whole model), ``"keep"`` (as the model is)."""
-    if any(m.training for m in model.modules()):
-        raise ValueError("inference_copy needs an eval-mode model (train-mode batch norm cannot be folded)")
-    try:
-        from torch.fx.experimental.optimization import fuse
-
-        out = fuse(model)  # copies; folds Conv/BN pairs whose conv output feeds only the BN
-    except Exception as e:  # noqa: BLE001 - FX raises many types for untraceable code; fall back to a copy
-        log.debug("inference_copy: FX could not trace %s (%s); copying unfused", type(model).__name__, e)
-        out = copy.deepcopy(model)
-    out.eval().requires_grad_(False)
-    if layout == "auto":
-        layout = auto_layout(out)
-    if layout == "cpu":
-        return cpu_plan(out)
-    if layout == "channels_last":
-        return out.to(memory_format=torch.channels_last)
-    if layout != "keep":
-        raise ValueError(f"inference_copy: unknown layout {layout!r} (auto, cpu, channels_last, keep)")
-    return out
-
-
-def auto_layout(model: nn.Module) -> Layout:
-    """What ``layout="auto"`` means for ``model``: ``"cpu"`` where its parameters live on the CPU, else
-    ``"channels_last"``."""
-    p = next(model.parameters(), None)
-    return "cpu" if p is None or p.device.type == "cpu" else "channels_last"
+NCHW_MIN_CHANNELS, NCHW_MAX_PIXELS = 256, 64  # convs this wide on maps this small run in NCHW
+SUBPIXEL_MAX_IN_CHANNELS = 4  # strided convs with at most this many input channels use subpixel_input_grad
+DENSE_MAX_ENTRIES = 1 << 23  # largest conv-as-matrix (entries; two fp32 copies = 64 MiB)
 
 
 def _recast(module: nn.Module, cls: type[nn.Module]) -> nn.Module:
@@ -147,7 +100,7 @@ class PlannedConv2d(nn.Conv2d):
 
     - ``dense``: when every output pixel sees every input pixel (a 3×3 conv on a 2×2 map) and the map is small
       (≤ ``DENSE_MAX_ENTRIES``), the conv *is* a dense matrix ``[C·H·W, O·Ho·Wo]``: one GEMM forward, one
-      backward (resnet18 layer4 at 64 px: 2.9 vs 7.7 ms forward) — the same multiply-adds, none wasted;
+      backward — the same multiply-adds, none wasted;
     - ``subpixel``: a strided conv with ≤ ``SUBPIXEL_MAX_IN_CHANNELS`` input channels: channels_last forward,
       input gradient from :func:`subpixel_input_grad`;
     - ``direct``: ``F.conv2d`` in NCHW (≥ ``NCHW_MIN_CHANNELS`` outputs on ≤ ``NCHW_MAX_PIXELS`` pixels) or
@@ -265,56 +218,3 @@ class _SubpixelConv(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, g):
         return subpixel_input_grad(g, *ctx.subpixel), None, None
-
-
-def _taps(k: int, s: int, p: int) -> tuple[int, int]:
-    """The range of ``t`` with ``u = s·t + r + p`` a kernel tap ``0 ≤ u < k`` for some phase ``0 ≤ r < s``."""
-    ts = [(u - r - p) // s for u in range(k) for r in range(s) if (u - r - p) % s == 0]
-    return min(ts), max(ts)
-
-
-def subpixel_kernel(w: torch.Tensor, stride, padding) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
-    """The stride-1 kernel ``K: [C·sh·sw, O, KTh, KTw]`` that :func:`subpixel_input_grad` correlates the output
-    gradient with, and the largest tap offsets ``(t_max_h, t_max_w)``.
-
-    For ``y = conv2d(x, w, stride s, padding p)`` the input gradient at row ``m = s·a + r`` (phase ``r``) is
-    ``Σ_{o,t} w[o, c, s·t + r + p] · g[o, a − t]`` (and the same along columns), a stride-1 correlation of ``g``
-    per phase; stacking the ``s²`` phases as output channels makes it one convolution."""
-    (sh, sw), (ph, pw) = stride, padding
-    o, c, kh, kw = w.shape
-    (h0, h1), (w0, w1) = _taps(kh, sh, ph), _taps(kw, sw, pw)
-    k = w.new_zeros(c, sh, sw, o, h1 - h0 + 1, w1 - w0 + 1)
-    for r in range(sh):
-        for th in range(h0, h1 + 1):
-            u = sh * th + r + ph
-            if not 0 <= u < kh:
-                continue
-            for q in range(sw):
-                for tw in range(w0, w1 + 1):
-                    v = sw * tw + q + pw
-                    if 0 <= v < kw:
-                        k[:, r, q, :, h1 - th, w1 - tw] = w[:, :, u, v].t()
-    k = k.reshape(c * sh * sw, o, h1 - h0 + 1, w1 - w0 + 1).contiguous(memory_format=torch.channels_last)
-    return k, (h1, w1), (sh, sw)
-
-
-def subpixel_input_grad(g: torch.Tensor, k: torch.Tensor, tmax: tuple[int, int], stride: tuple[int, int],
-                        hw: tuple[int, int]) -> torch.Tensor:
-    """∇_x of a strided convolution from its output gradient ``g: [B, O, Ho, Wo]`` -> ``[B, C, H, W]`` (equal to
-    ATen's backward-data up to float summation order); ``k, tmax`` from :func:`subpixel_kernel`."""
-    (sh, sw), (h, w), (ho, wo) = stride, hw, g.shape[-2:]
-    a, b = -(-h // sh), -(-w // sw)  # rows / columns per phase
-    kth, ktw = k.shape[-2:]
-    left, right = (tmax[0], tmax[1]), (a + kth - 1 - ho - tmax[0], b + ktw - 1 - wo - tmax[1])
-    g = g.contiguous(memory_format=torch.channels_last)
-    if min(left + right) >= 0:  # symmetric conv padding, then drop the surplus rows / columns (no padded copy)
-        ph, pw = max(left[0], right[0]), max(left[1], right[1])
-        out = F.conv2d(g, k, padding=(ph, pw))[..., ph - left[0]:ph - left[0] + a, pw - left[1]:pw - left[1] + b]
-    else:
-        out = F.conv2d(F.pad(g, (left[1], right[1], left[0], right[0])), k)  # [B, C·sh·sw, a, b]
-    n, c = out.shape[0], out.shape[1] // (sh * sw)
-    if sh == sw:
-        out = F.pixel_shuffle(out, sh)
-    else:
-        out = out.reshape(n, c, sh, sw, a, b).permute(0, 1, 4, 2, 5, 3).reshape(n, c, a * sh, b * sw)
-    return out[..., :h, :w]
