@@ -1,4 +1,5 @@
 """Sweeps on the real stack: Ray Tune + OptunaSearch (multi-objective, RDB study) + nested MLflow runs."""
+import contextlib
 import os
 import signal
 import subprocess
@@ -88,24 +89,56 @@ def test_failed_trial_is_tagged_and_sweep_completes(ray_cluster, tmp_path):
     assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "FAIL"]
 
 
+def _wait_for(predicate, what: str, deadline_s: float, poll_s: float = 1.0):
+    """Wait for a state (not a duration): ``predicate()`` true, polled; the deadline is only a safety net, sized
+    for a loaded 2-core machine, and its failure says which state never came."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {deadline_s:.0f} s waiting for {what}")
+
+
+def _group_alive(pgid: int) -> set[str]:
+    """Commands of the live (non-zombie) processes of process group ``pgid``."""
+    out = subprocess.run(["ps", "-eo", "pgid=,stat=,comm="], capture_output=True, text=True).stdout
+    return {parts[2] for parts in (line.split(None, 2) for line in out.splitlines())
+            if len(parts) == 3 and parts[0] == str(pgid) and not parts[1].startswith("Z")}
+
+
+# Ray's agents of a killed local cluster may idle on for minutes; they hold no trial and no file of the sweep
+# (``ps`` cuts command names to 15 characters: match prefixes)
+_IDLE_AGENTS = ("ray::Dashboard", "ray::RuntimeEn")
+
+
+@pytest.mark.timeout(3600)
 def test_sigkill_and_resume_runs_nothing_twice(ray_cluster, tmp_path):
-    """SIGKILL the sweep driver after 2 finished trials; --resume finishes the rest, no duplicates."""
+    """SIGKILL the sweep driver after 2 finished trials; --resume finishes the rest, no duplicates.
+
+    Waits for states only (the second finished trial in the driver's output, the killed driver's Ray processes
+    gone), so it holds on a loaded 2-core machine; deadlines are safety nets."""
     path = _spec(tmp_path, "it-kill", {"standard": {}}, num_samples=4,
                  extra={"max_concurrent": 1, "search": {"optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2}}})
     results = tmp_path / "res"
     cmd = [sys.executable, "-m", "sweeps.cli", "sweep", str(path), "--results", str(results)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
-    log = open(tmp_path / "first.log", "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and "[2/4]" not in (tmp_path / "first.log").read_text():
-        time.sleep(1)
-    assert "[2/4]" in (tmp_path / "first.log").read_text(), (tmp_path / "first.log").read_text()[-3000:]
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    time.sleep(2)
-    second = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env, timeout=600)
+    first = tmp_path / "first.log"
+    with open(first, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        _wait_for(lambda: "[2/4]" in first.read_text() or proc.poll() is not None, "2 finished trials", 1500)
+        assert "[2/4]" in first.read_text(), first.read_text()[-3000:]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        # the killed driver's local Ray (GCS, raylet, trial workers) must be gone before the resumed sweep starts
+        _wait_for(lambda: all(c.startswith(_IDLE_AGENTS) for c in _group_alive(proc.pid)),
+                  "the killed sweep's Ray processes to exit", 300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # idle agents left by the killed cluster; never outlive the test
+    second = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env, timeout=2400)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     uri = f"sqlite:///{(results / 'mlflow.db').resolve()}"
     children, parents = _children(uri, "it-kill")
