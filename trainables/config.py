@@ -77,6 +77,8 @@ class DatasetConfig(Strict):
     test_size: int | None = Field(None, ge=1, description="cap on test images (None = all)")
     seed: int = Field(0, ge=0, lt=2**32)
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes per Train worker")
+    skip_corrupt: bool = Field(False, description="leave unreadable image files out (warned, count tagged "
+                                                  "arx.dataset.skipped_corrupt) instead of failing the trial")
     params: dict[str, Any] = Field(default_factory=dict, description="dataset-specific settings")
 
     @model_validator(mode="after")

@@ -18,6 +18,10 @@ class DatasetError(ArxError):
     pass
 
 
+class CheckpointError(ArxError):
+    """A checkpoint that arx refuses to load (code inside it) or cannot read."""
+
+
 def _allowed_fields(model: type[BaseModel] | None, loc: tuple) -> list[str]:
     """Walk a pydantic model class along ``loc`` (minus the last item) and list its field names."""
     cls = model

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
+import re
 import tempfile
 import time
 from contextlib import nullcontext
@@ -22,6 +24,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from trainables.config import TrialConfig
 from trainables.data import build_dataset
+from trainables.errors import CheckpointError
+from trainables.failures import NonFiniteLoss  # noqa: F401 (raised here; its home is failures.py)
 from trainables.evaluation import EvalContext, evaluate
 from trainables.models import build_classifier, unwrap
 from trainables.optim import build_optimizer, build_scheduler
@@ -29,10 +33,7 @@ from trainables.regimes import build_regime
 from trainables.tracking import RankZeroTracker
 
 STATE_FILE = "state.pt"
-
-
-class NonFiniteLoss(RuntimeError):
-    """The training loss became NaN/inf: the trial fails deterministically (no retry)."""
+STATE_KEYS = frozenset({"model", "optimizer", "scheduler", "scaler", "regime", "epoch"})
 
 
 def _world() -> tuple[int, int]:
@@ -96,20 +97,55 @@ def train_epoch(model, regime, optimizer, loader, device, cfg: TrialConfig, scal
 
 
 def save_state(path: str, model, optimizer, scheduler, scaler, regime, epoch: int) -> None:
+    """Tensors and plain values only (``read_state`` loads with ``weights_only=True``); the RNG states
+    make a restarted epoch draw what the uninterrupted run drew."""
     torch.save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "regime": regime.state_dict(), "epoch": epoch}, os.path.join(path, STATE_FILE))
+                "regime": regime.state_dict(), "epoch": epoch, "rng": _rng_state()},
+               os.path.join(path, STATE_FILE))
+
+
+def _rng_state() -> dict:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return {"torch": torch.get_rng_state(), "cuda": cuda}
+
+
+def _set_rng_state(rng: dict) -> None:
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def read_state(path: str) -> dict:
+    """A training state saved by ``save_state``, unpickled with ``weights_only=True``: a checkpoint on shared
+    storage can hold tensors and plain values, never code. ``CheckpointError`` otherwise (one line)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)|Unsupported operand \d+", str(e))
+        what = found[1] or found[0] if found else str(e).strip().splitlines()[0][:200]
+        raise CheckpointError(f"checkpoint {path}: refused to load: it holds {what}, not only tensors and "
+                              f"plain values (arx loads checkpoints with weights_only=True)") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path}: cannot read ({type(e).__name__}: "
+                              f"{(str(e).strip().splitlines() or [''])[0][:200]})") from None
+    if not isinstance(state, dict) or not STATE_KEYS <= set(state):
+        raise CheckpointError(f"checkpoint {path}: not an arx training state (expected keys "
+                              f"{', '.join(sorted(STATE_KEYS))})")
+    return state
 
 
 def load_state(checkpoint, model, optimizer, scheduler, scaler, regime) -> int:
     """Restore everything from a Ray checkpoint; returns the next epoch to run."""
     with checkpoint.as_directory() as d:
-        state = torch.load(os.path.join(d, STATE_FILE), map_location="cpu", weights_only=False)
+        state = read_state(os.path.join(d, STATE_FILE))
     unwrap(model).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
     regime.load_state_dict(state["regime"])
+    if "rng" in state:
+        _set_rng_state(state["rng"])
     return state["epoch"] + 1
 
 
@@ -140,6 +176,8 @@ def train_fn_per_worker(loop_config: dict) -> None:
     tracker.set_tags({"arx.node_id": ray.get_runtime_context().get_node_id()})
     data = build_dataset(cfg.dataset)
     train_set, test_set = data.split("train"), data.split("test")
+    if skipped := sum(map(len, data.skipped.values())):  # dataset.skip_corrupt left files out
+        tracker.set_tags({"arx.dataset.skipped_corrupt": skipped})
     torch.manual_seed(cfg.seed)  # the same initialisation on every rank
     model, regime = build_model_and_regime(cfg, data.num_classes, data.in_chans)
     model = model.to(device)

@@ -17,6 +17,7 @@ import ray.train
 from ray.train.torch import TorchTrainer
 
 from trainables.config import TrialConfig
+from trainables.failures import ArxTorchTrainer, one_line, user_error
 from trainables.loop import train_fn_per_worker, train_log_level
 from trainables.tracking import REASON_TAG, STATUS_TAG, get_or_create_experiment
 
@@ -81,7 +82,7 @@ def make_trainer(cfg: TrialConfig, run_name: str, storage_path: str, tracking: d
     per_worker: dict[str, float] = {"CPU": res.cpus_per_worker}
     if res.use_gpu:
         per_worker["GPU"] = res.gpus_per_worker
-    return TorchTrainer(
+    return ArxTorchTrainer(  # a user error raised in a worker is not retried (failures.py)
         train_fn_per_worker,
         train_loop_config={"trial": cfg.to_dict(), "tracking": tracking},
         scaling_config=ray.train.ScalingConfig(num_workers=res.num_workers, use_gpu=res.use_gpu,
@@ -103,8 +104,8 @@ def fit_trial(cfg: TrialConfig, run_name: str, storage_path: str | Path, info: T
     trainer = make_trainer(cfg, run_name, str(storage_path), tracking, callbacks, max_failures)
     try:
         result = trainer.fit()
-    except Exception as e:  # a Train failure after its retries: record why, then fail the trial
-        reason = _root_cause(e)
+    except Exception as e:  # a Train failure after its retries (none for a user error): record why, fail
+        reason = one_line(err) if (err := user_error(e)) else _root_cause(e)
         if info:
             close_run(info.uri, run_id, "failed", reason)
         raise TrialFailed(reason) from None

@@ -105,8 +105,8 @@ def test_pets_malformed(tmp_path):
 def test_pets_unreadable_image(tmp_path):
     root = write_pets(tmp_path)
     (root / "images" / "beagle_1.jpg").write_bytes(b"not a jpeg")
-    _, train = _load("pets", root)
     with pytest.raises(DatasetError, match="pets: cannot read image .*beagle_1.jpg"):
+        _, train = _load("pets", root)  # raised when the split is made (every image decoded once), not later
         train[1]
 
 

@@ -5,6 +5,9 @@ the path and what was expected there.
 """
 from __future__ import annotations
 
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -118,3 +121,65 @@ class ArraySplit(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         image, _, _ = letterbox(self.images[i], self.size)
         return make_sample(image, int(self.labels[i]))
+
+
+# ---- corrupt files: found before training, never inside a DataLoader worker --------------------------
+def decode_problem(path: Path, size: int) -> str | None:
+    """Why the image at ``path`` cannot be decoded (missing, not an image, truncated), or None.
+
+    JPEGs decode in draft mode (reduced DCT scale: cheap, yet every byte of the stream is read, so a
+    truncated file still fails)."""
+    try:
+        with Image.open(path) as im:
+            im.draft(im.mode, (size, size))
+            im.load()
+    except Exception as e:  # PIL raises many types for truncated / unknown files
+        return one_line(e)
+    return None
+
+
+def _split_files(ds) -> tuple[FileSplit, list[int]] | None:
+    if isinstance(ds, torch.utils.data.Subset) and isinstance(ds.dataset, FileSplit):
+        return ds.dataset, list(ds.indices)
+    if isinstance(ds, FileSplit):
+        return ds, list(range(len(ds)))
+    return None
+
+
+def _problems(files: FileSplit, idx: list[int]) -> list[tuple[int, Path, str]]:
+    def check(i: int):
+        r = files.records[i]
+        for path in (r.path, r.mask_path):
+            if path is not None and (why := decode_problem(path, files.size)):
+                return i, path, why
+        return None
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # PIL decodes without the GIL
+        return [p for p in pool.map(check, idx) if p is not None]
+
+
+def check_images(ds, skip_corrupt: bool):
+    """Decode every image (and mask) a split uses, once, before training.
+
+    Returns ``(split, skipped paths)``. An unreadable file is a one-line ``DatasetError`` naming it, or, with
+    ``skip_corrupt``, a warning naming the files, which are left out of the split. Other splits pass through."""
+    found = _split_files(ds)
+    if found is None:
+        return ds, []
+    files, idx = found
+    bad = _problems(files, idx)
+    if not bad:
+        return ds, []
+    _, path, why = bad[0]
+    more = f" (and {len(bad) - 1} more unreadable file(s))" if len(bad) > 1 else ""
+    if not skip_corrupt:
+        raise DatasetError(f"{files.name}: cannot read image {path} ({why}){more}; replace or remove it, "
+                           f"or set dataset.skip_corrupt: true to train without unreadable files")
+    drop = {i for i, _, _ in bad}
+    keep = [i for i in idx if i not in drop]
+    if not keep:
+        raise DatasetError(f"{files.name}: all {len(idx)} images of the split are unreadable, e.g. {path} ({why})")
+    warnings.warn(f"{files.name}: skipping {len(bad)} unreadable image(s) of {len(idx)}: "
+                  + ", ".join(f"{p} ({w})" for _, p, w in bad[:5]) + (" ..." if len(bad) > 5 else ""),
+                  stacklevel=2)
+    return torch.utils.data.Subset(files, keep), [str(p) for _, p, _ in bad]

@@ -39,6 +39,7 @@ class DatasetSpec:
         """``cfg``: a ``trainables.config.DatasetConfig``."""
         self.cfg = cfg
         self.params = self.Params(**cfg.params)
+        self.skipped: dict[str, list[str]] = {}  # split -> unreadable files left out (``skip_corrupt``)
 
     @property
     def num_classes(self) -> int:
@@ -52,13 +53,17 @@ class DatasetSpec:
         raise NotImplementedError
 
     def split(self, split: Split) -> torch.utils.data.Dataset:
-        """The split, capped at ``train_size`` / ``test_size`` (a seeded random subset)."""
+        """The split, capped at ``train_size`` / ``test_size`` (a seeded random subset); image files are
+        decoded once first (an unreadable one: ``DatasetError`` naming it, or skipped with ``skip_corrupt``)."""
         ds = self.load(split)
         cap = self.cfg.train_size if split == "train" else self.cfg.test_size
         if cap is not None and cap < len(ds):
             g = torch.Generator().manual_seed(self.cfg.seed + (0 if split == "train" else 1))
             idx = torch.randperm(len(ds), generator=g)[:cap].sort().values.tolist()
             ds = torch.utils.data.Subset(ds, idx)
+        from trainables.data._files import check_images
+
+        ds, self.skipped[split] = check_images(ds, self.cfg.skip_corrupt)
         return ds
 
 
