@@ -42,6 +42,7 @@ def test_pgd_at_inner_attack_stays_in_ball():
     model = build_classifier("smallcnn", 4).train()
     x, y = torch.rand(4, 3, 32, 32), torch.randint(0, 4, (4,))
     adv = regime.attack(model, x, y)
+    # + 1e-6: x + δ and adv - x are float32 on pixels in [0, 1], each rounding by <= 6e-8 (half an ulp of 1)
     assert float((adv - x).abs().max()) <= 4 / 255 + 1e-6 and regime.eps == 4 / 255
     assert REGIMES.get("pgd_at")({"norm": "l2"}).eps == 0.5
 
@@ -59,9 +60,11 @@ def test_eps_warmup_scales_the_training_attack(name):
     regime = REGIMES.get(name)({"eps": 8 / 255, "eps_warmup": 0.5})
     model = regime.build_model(build_classifier("smallcnn", 4)).train()
     x, y = torch.rand(4, 3, 32, 32), torch.randint(0, 4, (4,))
+    # train/eps is a Python float (ε × a warm-up fraction): approx's default rel 1e-6 covers the float ops
     assert regime.epoch_logs()["train/eps"] == pytest.approx(8 / 255)  # built at full ε (no loop, e.g. bench)
     regime.start_epoch(0, 8)  # first of 4 warm-up epochs: ε/4
     assert regime.epoch_logs()["train/eps"] == pytest.approx(2 / 255)
+    # + 1e-6 as above: float32 rounding of x + δ on pixels in [0, 1], with margin
     assert float((regime.attack(model, x, y) - x).abs().max()) <= 2 / 255 + 1e-6
     regime.start_epoch(5, 8)  # after the warm-up, and after a resume into a later epoch: full ε
     assert regime.epoch_logs()["train/eps"] == pytest.approx(8 / 255)

@@ -74,6 +74,7 @@ def test_pets_labels_boxes_masks(tmp_path):
     assert a["label"] == 0 and b["label"] == 11
     assert a["image"].shape == b["image"].shape == (3, 60, 60)
     # 300x200 -> scale 0.2, 60x40, pad y 10; VOC (31,21,130,120) 1-based inclusive -> (30,20,130,120)
+    # boxes here: float32 scale-and-pad of hand-computed corners (pixels <= 100): abs 1e-4 >> a few ulps (~1e-5)
     assert a["box"].tolist() == pytest.approx([6.0, 14.0, 26.0, 34.0], abs=1e-4)
     assert bool(a["has_mask"]) and a["mask"].sum() == 20 * 20
     ys, xs = torch.nonzero(a["mask"], as_tuple=True)
@@ -251,6 +252,7 @@ def test_cub(tmp_path):
     assert ds.num_classes == 200 and ds.class_names[0] == "Black_footed_Albatross"
     assert [int(s["label"]) for s in train] == [0, 199]
     # 200x100 -> scale 0.5, 100x50, pad y 25; box (10,20)+(50x40) -> (10,20,60,60) -> (5,35,30,55)
+    # (hand-computed corners; abs 1e-4 covers float32 scale-and-pad rounding, a few ulps of <= 100 px)
     assert train[0]["box"].tolist() == pytest.approx([5.0, 35.0, 30.0, 55.0], abs=1e-4)
     assert train[0]["image"].shape == (3, 100, 100)
     _, test = _load("cub", tmp_path / "CUB_200_2011", split="test", size=50)
