@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
 
 from trainables.errors import ConfigError, format_validation_error
 
@@ -117,14 +118,20 @@ class ModelConfig(Strict):
 class RegimeConfig(Strict):
     name: str = "standard"
     params: dict[str, Any] = Field(default_factory=dict)
+    _typed: Any = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _known(self):
         from trainables.regimes import REGIMES
 
         regime = REGIMES.get(self.name)
-        _validate_params(regime.Params, self.params, "regime.params")
+        self._typed = _validate_params(regime.Params, self.params, "regime.params")
         return self
+
+    @property
+    def typed(self):
+        """The regime's validated ``Params`` object (every default filled in), parsed once with the config."""
+        return self._typed
 
 
 class OptimConfig(Strict):
@@ -314,9 +321,9 @@ class TrialConfig(Strict):
         return flatten(self.to_dict())
 
 
-def _validate_params(params_cls: type[BaseModel], params: dict, prefix: str) -> None:
+def _validate_params(params_cls: type[BaseModel], params: dict, prefix: str) -> BaseModel:
     try:
-        params_cls.model_validate(params)
+        return params_cls.model_validate(params)
     except ValidationError as e:
         raise ValueError(format_validation_error(e, prefix=prefix, model=params_cls)) from None
 

@@ -112,11 +112,21 @@ def test_effective_settings(full):
 
 
 def test_topgap_effective_k_in_pixels():
-    cfg = TrialConfig.parse({"dataset": {"image_size": 32}, "regime": {"name": "topgap", "params": {"k_frac": 0.125}}})
-    regime = build_regime(cfg)
-    model = regime.build_model(build_classifier("smallcnn", 4)).eval()
-    eff = regime.effective(model)
-    assert eff["k"] == round(0.125 * eff["cam_pixels"]) and eff["k_frac"] == eff["k"] / eff["cam_pixels"]
+    from trainables.evaluation.suite import regime_settings
+
+    for params in ({"k_frac": 0.125}, {}):  # given, and the default decided by the regime
+        cfg = TrialConfig.parse({"dataset": {"image_size": 32}, "regime": {"name": "topgap", "params": params}})
+        regime = build_regime(cfg)
+        assert regime.params is cfg.regime.typed  # validated once with the config, never re-parsed
+        model = regime.build_model(build_classifier("smallcnn", 4)).eval()
+        eff = regime.effective(model)
+        assert eff["k_frac"] == eff["k"] / eff["cam_pixels"] and eff["k"] >= 1
+        if params:
+            assert eff["k"] == round(0.125 * eff["cam_pixels"])
+        logged = regime_settings(EvalContext(model=model, cfg=cfg, regime=regime, device=torch.device("cpu"),
+                                             num_classes=4))
+        assert logged["regime.k"] == eff["k"] and logged["regime.k_frac"] == eff["k_frac"]  # no None left
+        assert logged["regime.lam"] == 1.0 and logged["regime.fpn"] is True
 
 
 @pytest.mark.parametrize("section,value,message", [

@@ -107,7 +107,8 @@ register_regime = REGIMES.register
 
 def build_regime(cfg) -> Regime:
     """``cfg``: a ``TrialConfig``."""
-    return REGIMES.get(cfg.regime.name)(cfg.regime.params, cfg)
+    typed = cfg.regime.typed  # the Params object validated with cfg (None only for an unvalidated copy)
+    return REGIMES.get(cfg.regime.name)(typed if typed is not None else cfg.regime.params, cfg)
 
 
 def ce_with_logs(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
