@@ -190,3 +190,54 @@ def test_ifia_is_absent_with_the_reason_when_the_smooth_copy_is_not_smooth():
     assert "explain/attr_topk" not in out and "explain/attr_kendall" not in out
     assert "piecewise linear" in ctx.tags["absent.explain/attr_topk"]
     assert ctx.artifacts["per_image"]["explain/attr_topk"].isna().all()
+
+
+# ---- DDP: sharding and gathering ---------------------------------------------------------------------------
+DETERMINISTIC = ["acc/top1", "acc/top5", "robust/fgsm", "robust/fgsm_agree", "explain/box_iou", "explain/mask_iou",
+                 "explain/pointing", "explain/cam_l1", "explain/gini_vg", "explain/gini_ig"]
+
+
+def _ddp_eval_worker(rank: int, world: int, port: int, out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        torch.set_num_threads(1)
+        cfg, model, data = _setup()
+        ctx = _ctx(cfg, model)
+        metrics = evaluate(ctx, data, rank, world, keys=DETERMINISTIC)
+        if rank == 0:
+            torch.save({"metrics": metrics, "table": ctx.artifacts["per_image"]}, out)
+        else:
+            assert "per_image" not in ctx.artifacts
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ranks_shard_and_gather_to_the_single_process_result(tmp_path):
+    """2 gloo ranks each evaluate half the images; the gathered metrics and per-image table are those of one
+    process on all images (keys without random draws; ARA / IFIA quotas are split per rank by design)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = str(tmp_path / "ddp_eval.pt")
+    mp.start_processes(_ddp_eval_worker, args=(2, port, out), nprocs=2, join=True, start_method="spawn")
+    got = torch.load(out, weights_only=False)
+    cfg, model, data = _setup()
+    ctx = _ctx(cfg, model)
+    ref = evaluate(ctx, data, keys=DETERMINISTIC)
+    for key in DETERMINISTIC:
+        assert got["metrics"][key] == pytest.approx(ref[key], abs=1e-5), key
+    table, want = got["table"], ctx.artifacts["per_image"]
+    assert table["index"].tolist() == want["index"].tolist() == list(range(12))
+    assert table["pred"].tolist() == want["pred"].tolist()
+    for key in DETERMINISTIC:
+        assert table[key].isna().tolist() == want[key].isna().tolist(), key
+        assert (table[key] - want[key]).abs().max() < 1e-5 or want[key].isna().all(), key
