@@ -42,7 +42,7 @@ def load_tables(tracking_uri: str, run_ids: list[str]) -> dict[str, pd.DataFrame
 
 @dataclass
 class CommonCorrect:
-    table: pd.DataFrame      # regime, key, trials, logged (mean of logged values), common (mean on common images), images
+    table: pd.DataFrame      # regime, key, trials, logged (mean logged value), common (mean on common images), images
     images: int              # images every compared trial classifies correctly
     trials: int              # compared trials (those with a per-image table in the largest comparable group)
     note: str = ""

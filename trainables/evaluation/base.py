@@ -6,8 +6,9 @@ A metric family is one module here with one registered class (``@register_family
   ``robustness``, ``explain``, or a new family's own); ``keys``: every key it can produce (rows of
   ``metrics/keys.py``); ``configured(cfg)``: the keys a full evaluation computes under ``cfg``;
 - ``correct_only``: admits only correctly classified images (the report then compares its keys on the images
-  every compared trial classifies correctly); ``split``: ``"full"`` test split or the seeded ``"subset"``; ``needs``: the shared per-batch work it reads
-  (``batch.need("cam")``), computed once per batch whichever families ask (``WORK`` below);
+  every compared trial classifies correctly); ``split``: ``"full"`` test split or the seeded ``"subset"``;
+  ``needs``: the shared per-batch work it reads (``batch.need("cam")``), computed once per batch whichever
+  families ask (``WORK`` below); asking for work it did not declare is an error;
 - ``per_image(batch) -> {key: Tensor[B]}`` for the requested keys ``self.want`` (NaN = image not admitted;
   keys starting with ``_`` are intermediates ``reduce`` consumes); ``reduce(values) -> {key: float}``
   (default: mean over admitted images); ``settings()``: the effective settings logged to MLflow;
