@@ -68,6 +68,7 @@ def test_log_floats_stay_in_range_and_are_log_distributions():
         assert trial.distributions["topgap.lam"].log and trial.distributions["optim.lr"].log
         lams.append(data["regime"]["params"]["lam"])
         lrs.append(data["optim"]["lr"])
+    # the declared bounds themselves, not tolerances: Optuna clips its samples to [low, high]
     assert all(1e-3 <= v <= 1.0 for v in lams) and all(1e-4 <= v <= 1e-2 for v in lrs)
     assert min(lams) < 1e-2  # log-uniform: the lowest decade is visited
 
@@ -122,7 +123,8 @@ def test_searcher_tells_completed_values_and_failures(tmp_path):
     S = optuna.trial.TrialState
     assert [t.state for t in trials] == [S.COMPLETE, S.COMPLETE, S.FAIL, S.FAIL, S.FAIL, S.FAIL]
     assert trials[0].values == [0.75, 0.25, 0.5] and trials[1].values == [0.25, 0.25, 0.5]
-    # the constraint reaches Optuna (feasible <= 0) so NSGA-II ranks feasible trials first
+    # the constraint reaches Optuna (feasible <= 0) so NSGA-II ranks feasible trials first;
+    # approx (rel 1e-6): the violation is one float64 subtraction (0.5 - 0.75), hand-computed here
     assert trials[0].constraints == {"acc/top1 >= 0.5": pytest.approx(-0.25)}
     assert trials[1].constraints == {"acc/top1 >= 0.5": pytest.approx(0.25)}
     assert trials[0].user_attrs["constraint:acc/top1 >= 0.5"] == pytest.approx(-0.25)

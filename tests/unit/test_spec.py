@@ -108,6 +108,7 @@ def test_constraint_strings_parse_and_measure_violation(tmp_path):
     lo, hi = spec.constraints
     assert (lo.key, lo.op, lo.value) == ("acc/top1", ">=", 0.5) and str(lo) == "acc/top1 >= 0.5"
     assert (hi.key, hi.op, hi.value) == ("acc/top5", "<=", 0.9)
+    # hand-computed violations of one float64 subtraction; approx's rel 1e-6 covers 0.95 - 0.9 != 0.05 exactly
     assert lo.violation({"acc/top1": 0.75}) == pytest.approx(-0.25)  # Optuna: <= 0 is feasible
     assert lo.violation({"acc/top1": 0.25}) == pytest.approx(0.25)
     assert hi.violation({"acc/top5": 0.95}) == pytest.approx(0.05)
