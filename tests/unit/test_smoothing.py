@@ -21,23 +21,28 @@ def _h4() -> torch.Tensor:
 def test_zero_conv_is_identity(filter):
     block = SmoothBlock(5, filter, size=(9, 7), conv_init="zeros")
     x = torch.randn(2, 5, 9, 7)
-    torch.testing.assert_close(block(x), x, rtol=0, atol=0)
+    torch.testing.assert_close(block(x), x, rtol=0, atol=0)  # x + 0·smooth(x) + 0 is exact in any arithmetic
 
 
 def test_filters_equal_kornia():
+    """Float32 on purpose: both sides build their kernels in float32 (the block's kernel is a float32 buffer), so a
+    float64 run would still compare float32-rounded weights (measured 1e-7 apart). Each output is a sum of 9 (25)
+    products of N(0, 1) inputs with weights differing by ~1 ulp: ~sqrt(25) x 1.2e-7 x |x| ~ 1e-6, inside
+    assert_close's float32 defaults (atol 1e-5 + rtol 1.3e-6); measured <= 3 % of them over 50 draws, on the
+    AVX2 and SSE4.1 kernels alike. The median is a selection of an input value: compared exactly."""
     x = torch.randn(2, 4, 10, 14)
     g = SmoothBlock(4, "gaussian", size=(10, 14))
     torch.testing.assert_close(g.smooth(x), gaussian_blur2d(x, 3, (opencv_sigma(10), opencv_sigma(14))))
     torch.testing.assert_close(SmoothBlock(4, "mean", size=(10, 14)).smooth(x), box_blur(x, 3))
     torch.testing.assert_close(SmoothBlock(4, "median", size=(10, 14)).smooth(x),
-                               median_blur(x, 3, border_type="constant"))
+                               median_blur(x, 3, border_type="constant"), rtol=0, atol=0)
     g5 = SmoothBlock(4, "gaussian", kernel_size=5, sigma=1.3, size=(10, 14))
     torch.testing.assert_close(g5.smooth(x), gaussian_blur2d(x, 5, (1.3, 1.3)))
 
 
 def test_other_map_size_gets_its_own_sigma():
     block = SmoothBlock(2, "gaussian", size=(8, 8))
-    x = torch.randn(1, 2, 16, 16)
+    x = torch.randn(1, 2, 16, 16)  # float32 defaults, as in test_filters_equal_kornia (9 terms, ~1-ulp weights)
     torch.testing.assert_close(block.smooth(x), gaussian_blur2d(x, 3, (opencv_sigma(16),) * 2))
 
 
@@ -60,7 +65,9 @@ def test_kernel_is_a_buffer_not_a_parameter():
 
 
 def test_sigma_rules_and_kernels():
-    """ALGORITHMS.md §3.6: σ from the feature-map size and the resulting 3×3 kernels."""
+    """ALGORITHMS.md §3.6: σ from the feature-map size and the resulting 3×3 kernels. The expected values are
+    hand-computed: σ to 2 decimals (approx's rel 1e-6 of a float64 formula), weights to 6 decimals (abs=1e-6);
+    the float32 kernel sums 9 weights ~0.11 to 1 within a few ulps (~2e-7) < 1e-6."""
     for size, sigma, centre, edge, corner in [(12, 2.15, 0.128012, 0.114888, 0.103109),
                                               (32, 5.15, 0.113930, 0.111803, 0.109715),
                                               (56, 8.75, 0.112082, 0.111352, 0.110627)]:
@@ -83,22 +90,25 @@ def test_spec_block_values():
                          [0.571865, 0.497588, 0.857798, 0.995176], [0, 0, 0.995176, 1.731834]])
     y = torch.tensor([[0.671865, 0.597588, 0.385933, 0.1], [0.597588, 4.532959, 0.348794, 0.1],
                       [0.385933, 0.348794, 0.528899, 0.597588], [0.1, 0.1, 0.597588, 8.965917]])
+    # the spec's values are printed to 5-6 significant digits (1.14373): atol 1e-5 is their precision; float32
+    # rounding of these 9-term sums (|h| <= 8) is ~1e-6
     torch.testing.assert_close(block.smooth(h)[0, 0], blur, atol=1e-5, rtol=0)
     torch.testing.assert_close(block(h)[0, 0].detach(), y, atol=1e-5, rtol=0)
     box = torch.tensor([[16, 8, 8, 0], [8, 4, 4, 0], [8, 4, 12, 8], [0, 0, 8, 8]]) / 9
+    # sums of integers / 9 vs the same division: equal to an ulp or two, within the float32 defaults
     torch.testing.assert_close(SmoothBlock(1, "mean", size=(4, 4)).smooth(h)[0, 0], box)
     assert SmoothBlock(1, "median", size=(4, 4)).smooth(h).abs().sum() == 0
     m = SmoothBlock(1, "median", size=(3, 3)).smooth(torch.arange(1.0, 10).view(1, 1, 3, 3))[0, 0]
-    torch.testing.assert_close(m, torch.tensor([[0.0, 2, 0], [2, 5, 3], [0, 5, 0]]))
+    torch.testing.assert_close(m, torch.tensor([[0.0, 2, 0], [2, 5, 3], [0, 5, 0]]), rtol=0, atol=0)  # a selection
 
 
 def test_constants_and_borders():
     c = torch.full((1, 2, 5, 5), 3.0)
-    for f in ("gaussian", "mean"):
+    for f in ("gaussian", "mean"):  # weights summing to 1 within ~2 ulps: 3 x (1 ± 2.4e-7), float32 defaults
         torch.testing.assert_close(SmoothBlock(2, f, size=(5, 5)).smooth(c), c)
     med = SmoothBlock(2, "median", size=(5, 5)).smooth(c)
     assert med[0, 0, 0, 0] == 0 and med[0, 0, 2, 2] == 3  # zero padding at the corner, as the code does
-    torch.testing.assert_close(SmoothBlock(2, "median", size=(5, 5), border="reflect").smooth(c), c)
+    torch.testing.assert_close(SmoothBlock(2, "median", size=(5, 5), border="reflect").smooth(c), c, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("backbone,size", [("smallcnn", 32), ("resnet18", 32), ("efficientnet_b0", 32)])
@@ -128,6 +138,8 @@ def test_zero_init_insertion_keeps_the_function():
     x = torch.rand(2, 3, 32, 32)
     ref = model(x)
     insert_smooth_block(model, 2, 32, filter="median", conv_init="zeros")
+    # the zero-init block adds an exact 0, so the same float32 network runs: the float32 defaults only cover
+    # a kernel chosen differently for the wrapped stage's output
     torch.testing.assert_close(model(x), ref)
 
 
