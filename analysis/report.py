@@ -65,6 +65,7 @@ class SweepAnalysis:
     regime_summary: pd.DataFrame
     setting_cols: list[str]
     notes: list[str] = field(default_factory=list)
+    pruned: pd.DataFrame | None = None   # stopped early by the sweep's scheduler (never on a front)
 
     @property
     def keys(self) -> list[str]:
@@ -150,7 +151,7 @@ def analyse(df: pd.DataFrame, objectives: Any = None, picks: Sequence[PickSpec] 
     setting_cols = _settings_columns(df)
     df["settings"] = [_settings_text(r, setting_cols) for _, r in df.iterrows()] if len(df) else []
     done = df["status"] == "completed"
-    failed = df[~done]
+    failed = df[~done & (df["status"] != "pruned")]
     completed = df[done]
     if keys:
         has_all = completed[keys].apply(pd.to_numeric, errors="coerce").notna().all(axis=1)
@@ -195,7 +196,7 @@ def analyse(df: pd.DataFrame, objectives: Any = None, picks: Sequence[PickSpec] 
         chosen.append((spec, pk))
     summary = _regime_summary(df, valid, objs, hv_by_regime)
     return SweepAnalysis(objs, df, valid, failed, missing, front, ref_point, hv, hv_by_regime, pair_fronts, knee,
-                         chosen, summary, setting_cols, notes)
+                         chosen, summary, setting_cols, notes, df[df["status"] == "pruned"])
 
 
 def _regime_summary(df, valid, objs, hv_by_regime) -> pd.DataFrame:
@@ -204,7 +205,8 @@ def _regime_summary(df, valid, objs, hv_by_regime) -> pd.DataFrame:
     for regime, g in groups:
         v = valid[valid["regime"] == regime] if regime != "all" else valid
         row = {"regime": regime, "trials": len(g), "completed": int((g["status"] == "completed").sum()),
-               "failed": int((g["status"] != "completed").sum()), "on front": int(v["on_front"].sum()) if len(v) else 0}
+               "pruned": int((g["status"] == "pruned").sum()),
+               "failed": int((~g["status"].isin(["completed", "pruned"])).sum()), "on front": int(v["on_front"].sum()) if len(v) else 0}
         for o in objs:
             vals = pd.to_numeric(v[o.key], errors="coerce").dropna() if len(v) else pd.Series(dtype=float)
             row[f"best {o.key}"] = (vals.max() if o.direction == "max" else vals.min()) if len(vals) else math.nan
@@ -437,6 +439,16 @@ def _common_html(cc) -> str:
     return '<section id="common-correct-section">' + "".join(out) + "</section>"
 
 
+def _pruned_html(pruned: pd.DataFrame) -> list[str]:
+    """Trials stopped at a rung by the multi-objective successive halving (faded; never on a front)."""
+    saved = pd.to_numeric(pruned.get("device_seconds_saved"), errors="coerce").sum() if "device_seconds_saved" in pruned else math.nan
+    return [f'<h2>Pruned trials</h2><div class="pruned" style="opacity:0.6"><p class="muted">{len(pruned)} trial(s) '
+            f"stopped at an early-stopping rung (not on any front; their objectives exist only on the rung subset); "
+            f"~{saved:.0f} device-seconds saved.</p>",
+            _table(pruned, [c for c in ["trial_id", "regime", "rung", "device_seconds_saved", "settings"]
+                            if c in pruned.columns or c == "settings"], link_col="run_link"), "</div>"]
+
+
 def render_html(a: SweepAnalysis, meta: dict[str, Any], figs: list[tuple[str, str, Any]],
                 gallery: list[tuple[str, Path]], pngs: list[Path], common=None) -> str:
     keys = a.keys
@@ -452,7 +464,9 @@ def render_html(a: SweepAnalysis, meta: dict[str, Any], figs: list[tuple[str, st
     n_all, n_done = len(a.trials), int((a.trials["status"] == "completed").sum()) if len(a.trials) else 0
     obj_text = ", ".join(f"<code>{html.escape(o.key)}</code> ({'max' if o.direction == 'max' else 'min'})"
                          for o in a.objectives) or "none"
-    out.append(f"<p><b>{n_all}</b> trial(s): <b>{n_done}</b> completed, <b>{len(a.failed)}</b> failed or unfinished; "
+    n_pruned = len(a.pruned) if a.pruned is not None else 0
+    out.append(f"<p><b>{n_all}</b> trial(s): <b>{n_done}</b> completed, <b>{n_pruned}</b> pruned (early stopping), "
+               f"<b>{len(a.failed)}</b> failed or unfinished; "
                f"<b>{len(a.front)}</b> on the Pareto front. Objectives: {obj_text}."
                + (f" Sweep constraints: {_e(', '.join(meta['constraints']))}." if meta.get("constraints") else "")
                + "</p>")
@@ -534,6 +548,8 @@ def render_html(a: SweepAnalysis, meta: dict[str, Any], figs: list[tuple[str, st
     else:
         out.append('<p class="muted">No <code>cam_gallery.png</code> artifact in the chosen trials\' MLflow runs.</p>')
 
+    if n_pruned:
+        out += _pruned_html(a.pruned)
     out.append("<h2>Failed and incomplete trials</h2>")
     bad = a.failed
     if len(a.missing):

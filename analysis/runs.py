@@ -189,6 +189,9 @@ def _trial_row(run, base: str) -> dict[str, Any]:
         "start_time": pd.to_datetime(info.start_time, unit="ms", utc=True) if info.start_time else pd.NaT,
         "run_link": run_link(base, info.experiment_id, info.run_id),
     }
+    if status == "pruned":  # stopped at an early-stopping rung (sweeps/scheduler.py)
+        row |= {"rung": pd.to_numeric(tags.get("arx.rung"), errors="coerce"),
+                "device_seconds_saved": pd.to_numeric(tags.get("arx.device_seconds_saved"), errors="coerce")}
     row.update({k: float(v) for k, v in run.data.metrics.items()})
     row.update({PARAM_PREFIX + k: v for k, v in run.data.params.items()})
     return row

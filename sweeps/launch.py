@@ -110,6 +110,7 @@ def sweep_paths(spec: SweepSpec, results: Path) -> dict[str, str]:
         "storage": spec.storage_path or os.environ.get("ARX_STORAGE_PATH") or str(results / "ray"),
         "tracking": spec.tracking_uri or default_tracking_uri(results),
         "optuna": spec.optuna_storage or os.environ.get("ARX_OPTUNA_STORAGE") or f"sqlite:///{results / 'optuna.db'}",
+        "rungs": str(results / "rungs"),  # early-stopping rung tables (sweeps/rung_table.py)
     }
 
 
@@ -185,6 +186,10 @@ class SweepProgress(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.done += 1
+        if not trial.last_result.get("arx_done") and "rung" in trial.last_result:  # stopped by the scheduler
+            console.print(f"[{self.done}/{self.total}] trial {trial.trial_id} pruned at rung (epoch) "
+                          f"{trial.last_result['rung']} ({time.perf_counter() - self.t0:.0f} s)")
+            return
         vals = "  ".join(f"{k}={trial.last_result.get(k, float('nan')):.4g}" for k in self.objectives)
         console.print(f"[{self.done}/{self.total}] trial {trial.trial_id} done "
                       f"({time.perf_counter() - self.t0:.0f} s)  {vals}")
@@ -257,11 +262,36 @@ def _new_tuner(spec, space, trainable, name, paths, parent, concurrent, progress
     return tune.Tuner(
         trainable, param_space=param_space,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=spec.num_samples,
+                                    scheduler=make_scheduler(spec, paths, name, param_space["tracking"]),
                                     max_concurrent_trials=concurrent, trial_dirname_creator=trial_dirname,
                                     trial_name_creator=trial_dirname),
-        run_config=tune.RunConfig(name=name, storage_path=paths["storage"], callbacks=[progress], verbose=0,
+        run_config=tune.RunConfig(name=name, storage_path=paths["storage"], callbacks=_callbacks(spec, progress),
+                                  verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=spec.retries.trial)),
     )
+
+
+def _callbacks(spec: SweepSpec, progress) -> list:
+    """The progress lines; with early stopping also the release of stopped trials' Train groups (orphans.py)."""
+    if spec.early_stopping is None:
+        return [progress]
+    from sweeps.orphans import ReleaseOrphans
+
+    return [progress, ReleaseOrphans()]
+
+
+def make_scheduler(spec: SweepSpec, paths: dict, name: str, tracking: dict):
+    """arx's multi-objective successive halving when the spec has ``early_stopping``, else Tune's FIFO."""
+    if spec.early_stopping is None:
+        return None
+    from sweeps.rung_table import table_path
+    from sweeps.scheduler import MultiObjectiveHalving
+
+    keys = spec.early_stopping.rung_keys(spec.metric_names)
+    objectives = [o for o in spec.objectives if o.key in keys]
+    return MultiObjectiveHalving([o.key for o in objectives], [o.mode for o in objectives],
+                                 [c for c in spec.constraints if c.key in keys], spec.early_stopping.reduction_factor,
+                                 table_path(paths["rungs"], name), tracking)
 
 
 def trial_dirname(trial) -> str:
@@ -288,6 +318,8 @@ def _print_dry_run(spec, space, paths, base, address):
     console.print("objectives: " + ", ".join(f"{o.key} ({o.mode})" for o in spec.objectives)
                   + ("; constraints: " + ", ".join(map(str, spec.constraints)) if spec.constraints else ""))
     console.print(rows_table("search space", space.describe(), ["regime", "parameter", "distribution"]))
+    for line in early_stopping_lines(spec, base):
+        console.print(line)
     for line in grid_note(spec, space):
         console.print(line)
     import multiprocessing
@@ -301,6 +333,14 @@ def _print_dry_run(spec, space, paths, base, address):
         console.print(f"{k}: {v}")
     console.print("dry run: nothing was launched")
     return None
+
+
+def early_stopping_lines(spec: SweepSpec, base: TrialConfig) -> list[str]:
+    from sweeps.early_stopping import dry_run_lines
+
+    if spec.early_stopping is None:
+        return ["early stopping: off (every trial runs its full budget)"]
+    return dry_run_lines(spec.early_stopping, base.optim.epochs, spec.metric_names)
 
 
 def _local_gpus() -> int:

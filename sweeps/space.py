@@ -100,12 +100,18 @@ class ArxOptunaSearch(OptunaSearch):
 
     Stock OptunaSearch tells COMPLETE with ``[None, ...]`` when a multi-objective result lacks a value,
     which Optuna rejects, leaving the trial RUNNING (DESIGN.md). Here a trial that errored, or whose final
-    result lacks an objective or has a NaN one, is told FAIL.
+    result lacks an objective or has a NaN one, is told FAIL. A trial stopped by arx's early-stopping scheduler
+    (``mark_pruned``, called before Tune reports the stopped trial) is told PRUNED, with the rung it reached as
+    the user attribute ``arx.rung``: never COMPLETE with early values (issue #15).
     """
 
     def __init__(self, *args, constraints=(), **kwargs):
         super().__init__(*args, **kwargs)
         self._constraints = list(constraints)
+        self._pruned: dict[str, int] = {}
+
+    def mark_pruned(self, trial_id: str, rung: int) -> None:
+        self._pruned[trial_id] = rung
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         import optuna
@@ -115,6 +121,11 @@ class ArxOptunaSearch(OptunaSearch):
         ot_trial = self._ot_trials[trial_id]
         if self._ot_study._storage.get_trial(ot_trial._trial_id).state.is_finished():
             self._completed_trials.add(trial_id)  # told before a driver restart
+            return
+        if trial_id in getattr(self, "_pruned", {}):
+            ot_trial.set_user_attr("arx.rung", self._pruned[trial_id])
+            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
+            self._completed_trials.add(trial_id)
             return
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
         values = [(result or {}).get(m) for m in metrics]

@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sweeps.early_stopping import EarlyStopping
 from trainables.config import ResourcesConfig, TrialConfig, apply_overrides, load_yaml
 from trainables.errors import ConfigError, format_validation_error
 from trainables.metrics.keys import KEYS
@@ -143,6 +144,7 @@ class SweepSpec(_Strict):
     tracking_uri: str | None = Field(None, description="MLflow; default MLFLOW_TRACKING_URI or RESULTS/mlflow.db")
     optuna_storage: str | None = Field(None, description="Optuna RDB URL; default sqlite RESULTS/optuna.db")
     retries: Retries = Field(default_factory=Retries)
+    early_stopping: EarlyStopping | None = Field(None, description="successive halving over rungs; absent = none")
 
     @field_validator("constraints", mode="before")
     @classmethod
@@ -185,6 +187,8 @@ class SweepSpec(_Strict):
         keys = [o.key for o in self.objectives]
         if len(set(keys)) != len(keys):
             raise ValueError("objectives: each metric may appear once")
+        if self.early_stopping is not None:
+            self.early_stopping.check(base.optim.epochs, keys, [c.key for c in self.constraints])
         return self
 
     # ---- derived ------------------------------------------------------------------------------
@@ -193,10 +197,19 @@ class SweepSpec(_Strict):
         data.setdefault("name", self.name)
         if self.resources is not None:
             data["resources"] = self.resources.model_dump()
+        if self.early_stopping is not None:
+            data["rungs"] = self.rung_config(data)
         try:
             return TrialConfig.model_validate(data)
         except ValidationError as e:
             raise ValueError(format_validation_error(e, prefix="base", model=TrialConfig)) from None
+
+    def rung_config(self, data: dict) -> dict:
+        """The trials' ``rungs`` section (a TrialConfig dict) from the ``early_stopping`` block."""
+        es = self.early_stopping
+        epochs = data.get("optim", {}).get("epochs", TrialConfig.model_fields["optim"].default_factory().epochs)
+        return {"epochs": list(es.rung_epochs(epochs)), "images": es.images,
+                "keys": list(es.rung_keys([o.key for o in self.objectives]))}
 
     @property
     def metric_names(self) -> list[str]:

@@ -8,25 +8,39 @@ import pandas as pd
 from sweeps.console import console, rows_table
 
 
-def trial_rows(grid, objectives: list[str], search_keys=()) -> list[dict]:
-    """One row per trial; ``params``: the regime's parameters and the values of the shared ``search`` paths."""
-    rows = []
+def trial_rows(grid, objectives: list[str], search_keys=(), pruned: dict | None = None) -> list[dict]:
+    """One row per trial; ``params``: the regime's parameters and the values of the shared ``search`` paths.
+    ``pruned``: the rung table's pruned trials (``sweeps/rung_table.py``): status ``pruned`` with the rung."""
+    rows, pruned = [], pruned or {}
     for res in grid:
         m = res.metrics or {}
         cfg = res.config or {}
         trial = cfg.get("trial", {})
-        row = {"trial": m.get("trial_id") or _trial_id(res), "regime": trial.get("regime", {}).get("name", "?"),
-               "status": "failed" if res.error or not m.get("arx_done") else "completed"}
+        tid = m.get("trial_id") or _trial_id(res)
+        row = {"trial": tid, "regime": trial.get("regime", {}).get("name", "?"),
+               "status": _status(res, m, tid in pruned)}
         for k in objectives:
-            row[k] = float(m[k]) if k in m and m[k] is not None else math.nan
-        if res.error:
+            row[k] = float(m[k]) if k in m and m[k] is not None and row["status"] == "completed" else math.nan
+        if row["status"] == "pruned":
+            row |= {"rung": pruned[tid]["rung"], "saved_s": pruned[tid]["saved_device_seconds"]}
+        elif res.error:
             row["reason"] = _reason(res.error)
         elif not m.get("arx_done"):
             row["reason"] = m.get("arx_failed", "no final result")
+        row["mlflow_pending"] = int(m.get("arx_tracking_pending") or 0)  # writes the tracking server missed
         row["params"] = {k: v for k, v in trial.get("regime", {}).get("params", {}).items()}
         row["params"] |= {k: _get_path(trial, k) for k in search_keys}
         rows.append(row)
     return rows
+
+
+def _status(res, metrics: dict, pruned: bool) -> str:
+    """failed, pruned and completed stay three different things."""
+    if res.error:
+        return "failed"
+    if metrics.get("arx_done"):
+        return "completed"
+    return "pruned" if pruned else "failed"
 
 
 def _get_path(d: dict, dotted: str):
@@ -66,14 +80,24 @@ def pareto_rows(rows: list[dict], objectives: list[str], modes: list[str]) -> li
 
 
 def summarize(spec, grid, paths, parent_run_id: str, name: str) -> dict:
+    from sweeps.rung_table import RungTable, table_path
+
     objectives, modes = spec.metric_names, spec.modes
-    rows = trial_rows(grid, objectives, list(spec.search))
+    pruned = RungTable(table_path(paths["rungs"], name)).pruned if spec.early_stopping else {}
+    rows = trial_rows(grid, objectives, list(spec.search), pruned)
     front = pareto_rows(rows, objectives, modes)
     cols = ["trial", "regime", "status", *objectives]
     console.print(rows_table(f"sweep {name}: {len(rows)} trials", rows, cols))
     failed = [r for r in rows if r["status"] == "failed"]
     if failed:
         console.print(rows_table("failed trials", failed, ["trial", "regime", "reason"]))
+    if stopped := [r for r in rows if r["status"] == "pruned"]:
+        console.print(rows_table(f"pruned trials (early stopping; ~{sum(r['saved_s'] for r in stopped):.0f} "
+                                 "device-seconds saved)", stopped, ["trial", "regime", "rung", "saved_s"]))
+    incomplete = [r for r in rows if r.get("mlflow_pending")]
+    if incomplete:
+        console.print(rows_table("incomplete in MLflow (tracking server unreachable; deliver with `arx sync`)",
+                                 incomplete, ["trial", "regime", "mlflow_pending"]))
     front_rows = [{**r, "settings": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                               for k, v in r["params"].items()) or "(defaults)"} for r in front]
     console.print(rows_table("Pareto set (" + ", ".join(f"{k} {m}" for k, m in zip(objectives, modes)) + ")",
@@ -89,5 +113,6 @@ def _close_parent(uri: str, run_id: str, rows: list[dict], front: list[dict]) ->
     client = MlflowClient(tracking_uri=uri)
     client.log_metric(run_id, "sweep/trials_completed", sum(r["status"] == "completed" for r in rows))
     client.log_metric(run_id, "sweep/trials_failed", sum(r["status"] == "failed" for r in rows))
+    client.log_metric(run_id, "sweep/trials_pruned", sum(r["status"] == "pruned" for r in rows))
     client.set_tag(run_id, "arx.pareto_trials", ",".join(str(r["trial"]) for r in front))
     client.set_terminated(run_id, "FINISHED")

@@ -287,6 +287,15 @@ class CheckpointConfig(Strict):
     keep: int = Field(2, ge=1)
 
 
+class RungConfig(Strict):
+    """Early-stopping rung evaluations, set by the sweep's ``early_stopping`` block (no epochs = none): after
+    each of ``epochs`` training epochs the loop evaluates ``keys`` on a fixed, seeded subset of ``images``
+    test images and reports them as ``rung/<key>`` with that epoch's result."""
+    epochs: tuple[int, ...] = ()
+    images: int = Field(64, ge=1)
+    keys: tuple[str, ...] = ()
+
+
 class TrialConfig(Strict):
     """One trial: dataset x model x regime x optimisation x evaluation x resources."""
 
@@ -299,6 +308,7 @@ class TrialConfig(Strict):
     evaluation: EvalConfig = Field(default_factory=EvalConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    rungs: RungConfig = Field(default_factory=RungConfig)
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod

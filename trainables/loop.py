@@ -30,6 +30,7 @@ from trainables.evaluation import EvalContext, evaluate
 from trainables.models import build_classifier, unwrap
 from trainables.optim import build_optimizer, build_scheduler
 from trainables.regimes import build_regime
+from trainables.rungs import rung_metrics
 from trainables.tracking import RankZeroTracker
 
 STATE_FILE = "state.pt"
@@ -206,6 +207,8 @@ def train_fn_per_worker(loop_config: dict) -> None:
         dt = time.perf_counter() - t0
         logs |= {"train/epoch_time": dt, "train/images_per_s": logs["train/images"] / dt,
                  "train/lr": optimizer.param_groups[0]["lr"], **regime.epoch_logs()}
+        logs |= rung_metrics(cfg, epoch, model, regime, device, test_set, data.num_classes, rank, world,
+                             time.perf_counter() - t_trial)  # {} unless a rung epoch (trainables/rungs.py)
         tracker.log_metrics(logs, step=epoch)
         _report_epoch(cfg, epoch, logs, rank, model, optimizer, scheduler, scaler, regime)
     model.eval()

@@ -70,6 +70,8 @@ def close_run(uri: str, run_id: str, status: str, reason: str | None = None) -> 
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
+    if client.get_run(run_id).data.tags.get(STATUS_TAG) == "pruned":  # stopped by the sweep's scheduler: final
+        return
     client.set_tag(run_id, STATUS_TAG, status)
     if reason and REASON_TAG not in client.get_run(run_id).data.tags:  # rank 0 may have said why already
         client.set_tag(run_id, REASON_TAG, reason[:5000])
