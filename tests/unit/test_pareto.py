@@ -112,6 +112,8 @@ def _mc_hypervolume(points: np.ndarray, signs: np.ndarray, ref: np.ndarray, n: i
 
 
 def test_hypervolume_hand_computed():
+    # hand-computed areas / volumes; the library sums a few float64 products, so approx's default rel 1e-6
+    # (and allclose's rtol 1e-5) are far above its rounding (~1e-16) and far below any wrong term (>= 0.25)
     # max-max, ref (0, 0): union of [0,3]x[0,1], [0,2]x[0,2], [0,1]x[0,3] = 3 + 2 + 1 = 6
     pts = np.array([[3, 1], [2, 2], [1, 3], [1, 1]])
     assert P.hypervolume(pts, None, "max", ref=[0, 0]) == pytest.approx(6.0)
@@ -140,6 +142,9 @@ def test_hypervolume_matches_monte_carlo(m, directions):
     ref = P.reference_point(pts, None, directions)
     mc = _mc_hypervolume(pts, signs, ref, n=400_000, seed=7)
     assert exact > 0
+    # statistical: 400k uniform samples, dominated fraction p ~ 0.5-0.76 -> relative standard error
+    # sqrt((1-p) / (p n)) <= 1.7e-3, so 1 % is ~6 standard errors (measured 3e-4..2.9e-3 with these fixed seeds;
+    # numpy float64, the same on every ISA)
     assert abs(exact - mc) / exact < 0.01, (exact, mc)
     # a given reference point (mapping form) beyond the worst values
     far = {f"f{j}": ref[j] + signs[j] * 0.1 for j in range(m)}    # 0.1 worse than the worst observed
@@ -155,6 +160,7 @@ def test_hypervolume_of_subsets_with_a_common_reference():
     objs = ["acc/top1", "robust/pgd"]
     ref = P.reference_point(df, objs)
     per = {r: P.hypervolume(g, objs, ref=ref) for r, g in df.groupby("regime")}
+    # hand-computed (float64 sums of two products): approx / allclose defaults are ~1e10 x the rounding
     assert np.allclose(ref, [0.6, 0.1])
     assert per["standard"] == pytest.approx(0.3 * 0.0 + 0.2 * 0.2)        # (0.9,0.1) adds 0; (0.8,0.3): 0.2*0.2
     assert per["trades"] == pytest.approx(0.1 * 0.1)                       # (0.7,0.2); (0.6,0.5) adds 0
@@ -169,6 +175,7 @@ def test_knee_2d_hand_made_front():
     df = pd.DataFrame({"a": [1.0, 0.45, 0.8, 0.0, 0.5], "b": [0.0, 0.9, 0.8, 1.0, 0.5]}, index=list("vwxyz"))
     k = P.knee_point(df, ["a", "b"], "max")
     assert (k.index, k.method) == ("x", "hyperplane")
+    # the distance in closed form (float64 on both sides): approx's rel 1e-6 >> rounding, << any other point's
     assert k.distance == pytest.approx((0.8 + 0.8 - 1) / math.sqrt(2))
     # mixed directions: mirror b and minimise it -> the same knee
     df2 = df.assign(b=1 - df["b"])
@@ -179,7 +186,7 @@ def test_knee_3d_hand_made_front():
     pts = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0.5, 0.5, 0.5], [0.3, 0.3, 0.3], [0.6, 0.3, 0.2]])
     k = P.knee_point(pts, None, "max")
     assert k.position == 3 and k.method == "hyperplane"
-    assert k.distance == pytest.approx((1.5 - 1) / math.sqrt(3))
+    assert k.distance == pytest.approx((1.5 - 1) / math.sqrt(3))  # closed form, float64 as above
 
 
 def test_knee_when_one_trial_is_extreme_in_two_objectives():
@@ -187,7 +194,7 @@ def test_knee_when_one_trial_is_extreme_in_two_objectives():
     pts = np.array([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.5, 0.45, 0.8], [0.2, 0.2, 0.2]])
     k = P.knee_point(pts, None, "max")
     assert k.method == "intercepts" and k.position == 0
-    assert k.distance == pytest.approx((2.0 - 1.0) / math.sqrt(3))
+    assert k.distance == pytest.approx((2.0 - 1.0) / math.sqrt(3))  # closed form, float64 as above
 
 
 def test_knee_degenerate_cases():
@@ -215,6 +222,7 @@ def test_best_explain_within_one_point_of_the_best_standard_trial():
     df = _trials()
     pk = P.constrained_pick(df, "explain/box_iou", [P.NearBest("acc/top1", 0.01, among={"regime": "standard"})])
     # best standard acc = 0.91 -> acc >= 0.90: t0, t1, t2, t4 (t3 0.899 is out, t5 has no acc)
+    # approx: the bound is 0.91 - 0.01 in float64 (not exactly 0.90); rel 1e-6 is far inside the 0.001 gaps
     assert pk.found and pk.index == "t2" and pk.value == pytest.approx(0.5) and pk.n_feasible == 4
     assert pk.bounds["acc/top1"][0] == ">=" and pk.bounds["acc/top1"][1] == pytest.approx(0.90)
     assert "best standard trial 0.91" in pk.constraints[0]
