@@ -40,6 +40,7 @@ f64 = torch.float64
     ([1] * 999 + [1000], 0.499250, 0.499225),
 ])
 def test_gini_hand_values(vector, plain, quantus):
+    # float64 against hand values printed to 6 decimals: abs=1e-6 is their precision
     a = torch.tensor([vector], dtype=f64)
     assert gini(a, eps=0.0, normalise=False).item() == pytest.approx(plain, abs=1e-6)
     assert gini(a).item() == pytest.approx(quantus, abs=1e-6)
@@ -48,6 +49,7 @@ def test_gini_hand_values(vector, plain, quantus):
 def test_gini_one_hot_and_batch_shape():
     a = torch.zeros(2, 3, 32, 32, dtype=f64)
     a[:, 0, 0, 0] = 1
+    # float64 sum over 3072 entries vs the closed form: rounding ~1e-13, approx's default rel 1e-6 is ample
     assert gini(a, eps=0.0).tolist() == pytest.approx([1 - 1 / 3072] * 2)  # 0.999674
     assert gini(a.permute(0, 3, 2, 1) * 7.0, eps=0.0).tolist() == pytest.approx([1 - 1 / 3072] * 2)
 
@@ -64,8 +66,10 @@ def test_ssim_equals_scikit_image(win_size, data_range):
     ours = ssim(a, b, win_size, data_range)
     ref = [structural_similarity(a[i].numpy(), b[i].numpy(), win_size=win_size, data_range=data_range)
            for i in range(3)]
+    # float64 on both sides, the same formula with windowed sums of <= 49 terms in another order: rounding
+    # ~1e-15, so atol 1e-12 is a float64 equality with margin (also for the tiny maps, where C1, C2 dominate)
     np.testing.assert_allclose(ours.numpy(), ref, rtol=0, atol=1e-12)
-    assert ssim(a, a, win_size, data_range).tolist() == pytest.approx([1.0] * 3)
+    assert ssim(a, a, win_size, data_range).tolist() == pytest.approx([1.0] * 3)  # exact up to float64 rounding
 
 
 def test_ssim_stability_limits_and_admission():
@@ -78,9 +82,10 @@ def test_ssim_stability_limits_and_admission():
                          generator=torch.Generator().manual_seed(0))
     assert out.shape == (4, 2)
     assert torch.isnan(out[0]).all()
+    # σ = 0: identical maps, so SSIM is 1 up to float32 rounding of its ratio of windowed sums (~1e-6 at most)
     torch.testing.assert_close(out[1:, 0], torch.ones(3), atol=1e-5, rtol=0)  # σ = 0: identical maps
     kept = ~torch.isnan(out[1:, 1])
-    assert (out[1:, 1][kept] <= 1 + 1e-6).all()
+    assert (out[1:, 1][kept] <= 1 + 1e-6).all()  # SSIM <= 1 (Cauchy-Schwarz), + float32 rounding (~8 ulps)
 
 
 # ---- ROS ----------------------------------------------------------------------------------------------
@@ -89,6 +94,8 @@ def test_ros_objective_hand_values():
     e2 = torch.tensor([[[0.25, 0.05], [0.3, 0.1]]], dtype=f64)
     h, h2 = torch.tensor([[2.0, 0.5, -1.0]], dtype=f64), torch.tensor([[1.9, 0.6, -1.0]], dtype=f64)
     ros = ros_objective(e, e2, h, h2)
+    # float64 against hand values: 353553.39 has 8 significant digits (rel 1e-7 covers their last one),
+    # log10 to 4 decimals, 4.330127 to 6; the last line is a closed form in float64 (rel 1e-9)
     assert ros.item() == pytest.approx(353553.39, rel=1e-7)
     assert math.log10(ros.item()) == pytest.approx(5.5485, abs=1e-4)
     e[0, 0, 1] = 0.1
@@ -115,6 +122,8 @@ def test_imputation_hand_values():
     ramp = torch.arange(16, dtype=f64).view(1, 1, 4, 4)
     keep = torch.ones(1, 4, 4, dtype=torch.bool)
     keep[:, 1:3, 1:3] = False
+    # float64 CG solved to a residual of 1e-12 against hand values: the float64 defaults (rtol 1e-7) for the
+    # exact ones (an affine ramp is reproduced exactly), abs 1e-5 / 1e-6 for the printed 0.43956 / 0.131868
     torch.testing.assert_close(noisy_linear_impute(ramp, keep, noise=0.0, tol=1e-12), ramp)  # affine: exact
     img = torch.tensor([[1, 2, 3], [4, 0, 6], [7, 8, 9]], dtype=f64).view(1, 1, 3, 3)
     centre = torch.ones(1, 3, 3, dtype=torch.bool)
@@ -142,12 +151,17 @@ def test_imputation_equals_pytorch_grad_cam(fraction):
     assert (~keep).flatten(1).sum(1).tolist() == [round(fraction * 576)] * 2
     ours = noisy_linear_impute(x, keep, noise=0.0, tol=1e-7)
     peer = torch.stack([NoisyLinearImputer(noise=0.0)(x[i], keep[i].float()) for i in range(2)])
+    # float32 on purpose: the peer only runs float32 (a float64 image fails in its index_put). The same sparse
+    # system, solved by float32 CG to a residual of ~1e-7 vs the peer's direct solve: the error grows with the
+    # system's conditioning, i.e. with the removed fraction; measured 5e-7 / 2.7e-6 / 1.4e-5 for 10 / 50 / 90 %
+    # (AVX2 and SSE4.1 alike) on pixels in [0, 1], so atol 1e-4 is 7x above the worst
     torch.testing.assert_close(ours, peer, atol=1e-4, rtol=0)
 
 
 def test_aopc_hand_values():
     acc = torch.tensor([[0.98, 0.9, 0.8, 0.7, 0.62, 0.55, 0.5, 0.45, 0.4, 0.36, 0.33, 0.3, 0.28, 0.26, 0.24, 0.22,
                          0.2, 0.18, 0.16, 0.15]], dtype=f64)
+    # float64 against hand values printed to 6 decimals
     assert aopc(acc, acc[:, 0]).item() == pytest.approx(0.524762, abs=1e-6)        # authors' code
     assert aopc(acc, torch.ones(1, dtype=f64)).item() == pytest.approx(0.543810, abs=1e-6)  # paper, x⁽⁰⁾ = 1.0
 
@@ -204,6 +218,8 @@ def test_road_agrees_with_pytorch_grad_cam_in_direction_and_ordering():
     assert order == ["faithful", "random", "inverted"]
     assert sorted(maps, key=our_change.get) == order
     assert our_aopc["faithful"] > our_aopc["random"] >= our_aopc["inverted"]  # AOPC: higher = more faithful
+    # same imputer and model, but each side draws its own imputation noise (σ 0.01, other seeds): 2 % of the
+    # faithful map's effect (+ 1e-3 absolute) covers that sampling difference, not rounding
     for name in maps:  # same imputer, same model: the output changes agree closely
         assert our_change[name] == pytest.approx(peer_score[name], abs=0.02 * abs(peer_score["faithful"]) + 1e-3)
 
@@ -219,6 +235,7 @@ def test_kendall_and_topk_hand_values():
     # ALGORITHMS.md §4.7
     a = torch.tensor([[.9, .1, .5, .3, 0, .7, .2, .4]], dtype=f64)
     b = torch.tensor([[.8, .2, .1, .3, .05, .9, .6, .4]], dtype=f64)
+    # hand values: exact fractions of pair counts (approx's default rel 1e-6) and 0.888889 printed to 6 decimals
     assert kendall_tau(a, b).item() == pytest.approx(0.5)
     assert kendall_tau(a * 8 / a.sum(), b * 8 / b.sum()).item() == pytest.approx(0.5)  # scale invariant
     assert topk_intersection(a, b, 3).item() == pytest.approx(2 / 3)
@@ -234,6 +251,8 @@ def test_kendall_equals_scipy(n, levels):
         a, b = (a * levels).floor(), (b * levels).floor()
     ours = kendall_tau(a.view(3, 1, -1), b.view(3, -1, 1))
     ref = [scipy.stats.kendalltau(a[i].numpy(), b[i].numpy()).statistic for i in range(3)]
+    # float64 pair counts (exact integers up to 2^53) and one division / square root: a float64 equality,
+    # atol 1e-12 >> rounding ~1e-16
     np.testing.assert_allclose(ours.numpy(), ref, rtol=0, atol=1e-12)
 
 
@@ -245,6 +264,8 @@ def test_softplus_copy_swaps_relus_only_in_the_copy():
     assert not any(isinstance(m, nn.ReLU) for m in smooth.modules())
     x = torch.rand(2, 3, 16, 16)
     with torch.no_grad():
+        # not a rounding tolerance: softplus_50 exceeds ReLU by <= ln2/50 = 0.014 per unit, accumulated over
+        # the net's layers; 0.2 / 10 % says "close", a broken swap (e.g. a plain softplus) is far outside
         torch.testing.assert_close(smooth(x), model(x), atol=0.2, rtol=0.1)  # close to the ReLU net
 
 
@@ -256,6 +277,7 @@ def test_ifia_attack_stays_in_the_box_and_keeps_the_prediction():
     eps = 8 / 255
     adv, found = ifia_attack(model, x, y, k=20, eps=eps, step=2 / 255, steps=3, ig_steps=2,
                              generator=torch.Generator().manual_seed(0))
+    # + 1e-6: float32 rounding of x + δ and of adv - x on pixels in [0, 1] (<= 6e-8 each), with margin
     assert (adv - x).abs().max() <= eps + 1e-6 and adv.min() >= 0 and adv.max() <= 1
     with torch.no_grad():
         assert (model(adv[found]).argmax(1) == y[found]).all()
@@ -292,6 +314,7 @@ def test_smooth_copy_of_piecewise_linear_activations(act):
     smooth = softplus_copy(model, beta=50.0)
     assert _input_hvp(smooth, x) > 0 and smoothness_problem(smooth, x) is None
     with torch.no_grad():
+        # approximation, not rounding: softplus_50 vs the kink, <= ln2/50 = 0.014 per unit over two layers
         torch.testing.assert_close(smooth(x), model(x), atol=0.05, rtol=0.05)  # close to the original
 
 

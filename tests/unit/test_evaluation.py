@@ -100,14 +100,14 @@ def test_per_image_table(full):
     assert table["index"].tolist() == list(range(12)) and table["label"].tolist() == data.labels.tolist()
     assert table["acc/top1"].tolist() == (table["label"] == table["pred"]).astype(float).tolist()
     assert table["explain/gini_vg"].isna().tolist() == (table["label"] != table["pred"]).tolist()
-    assert table["explain/box_iou"].mean() == pytest.approx(metrics["explain/box_iou"])
+    assert table["explain/box_iou"].mean() == pytest.approx(metrics["explain/box_iou"])  # one mean, two orders
 
 
 def test_effective_settings(full):
     cfg, _, _, ctx, _ = full
     s = ctx.settings
     assert s["evaluation.localization.cam"] == "gradcam" and s["evaluation.attacks.pgd.eps"] == 8 / 255
-    assert s["evaluation.attacks.pgd.alpha"] == pytest.approx(2.5 * (8 / 255) / 2)
+    assert s["evaluation.attacks.pgd.alpha"] == pytest.approx(2.5 * (8 / 255) / 2)  # Python floats: rel 1e-6
     assert s["evaluation.ifia.smooth_copy"] == "smooth" and s["evaluation.ara.naive"] == 0.25
 
 
@@ -163,7 +163,7 @@ def test_ssim_vg_is_the_mean_over_sigma_of_per_sigma_means():
     nan = float("nan")
     values = {"_ssim_vg/0": torch.tensor([1.0, 1.0, nan]), "_ssim_vg/1": torch.tensor([0.0, nan, nan]),
               "explain/ssim_vg": torch.tensor([0.5, 1.0, nan])}  # per image: mean over its admitted σ
-    assert fam.reduce(values)["explain/ssim_vg"] == pytest.approx(0.5)  # (1 + 0) / 2, not (0.5 + 1) / 2
+    assert fam.reduce(values)["explain/ssim_vg"] == pytest.approx(0.5)  # (1 + 0) / 2, not (0.5 + 1) / 2 (exact)
 
 
 class _FunctionalReLUNet(nn.Module):
@@ -233,6 +233,12 @@ def test_two_ranks_shard_and_gather_to_the_single_process_result(tmp_path):
     cfg, model, data = _setup()
     ctx = _ctx(cfg, model)
     ref = evaluate(ctx, data, keys=DETERMINISTIC)
+    # The same float32 per-image computations on batches of 6 instead of 12 (other kernel blocking): the
+    # continuous values (Gini, CAM ℓ1) differ by float32 rounding (~1e-6 of values <= 1), inside abs 1e-5. The
+    # thresholded ones (box / mask IoU, pointing, FGSM agreement, accuracy) are discontinuous at their
+    # thresholds: they agree exactly unless a CAM pixel or a logit gap lies within float32 rounding of one,
+    # which does not happen for this seed; only a float64 evaluation would make that part independent of the
+    # kernels (the evaluation runs float32 images).
     for key in DETERMINISTIC:
         assert got["metrics"][key] == pytest.approx(ref[key], abs=1e-5), key
     table, want = got["table"], ctx.artifacts["per_image"]

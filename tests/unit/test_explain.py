@@ -35,6 +35,10 @@ def test_gradcam_equals_pytorch_grad_cam(backbone):
         ours = compute_cam(model, x, "gradcam", targets)
         peer = PeerGradCAM(model, [model.target_layer])(x, [ClassifierOutputTarget(int(t)) for t in ours.targets])
         assert ours.cam.shape == (3, 64, 64)
+        # both run the same float32 forward / backward on one machine (same activations and ReLU masks, so
+        # no kink can differ between them); atol 1e-3 on maps in [0, 1] covers the post-processing the two
+        # implement differently: OpenCV's bilinear resize vs F.interpolate and the min-max's 1e-7 guard,
+        # amplified where a map's range is small. The correlation below checks the shape independently.
         np.testing.assert_allclose(ours.cam.numpy(), peer, atol=1e-3)
         for i in range(3):
             if peer[i].std() > 0:  # a class whose Grad-CAM is ReLU-ed to zero has no correlation
@@ -51,12 +55,14 @@ def test_gradcam_toy_values():
     g = torch.tensor([[[.1, .2, 0], [.1, .3, .1], [0, .1, 0]], [[-.2, 0, -.1], [0, -.1, 0], [-.1, 0, -.4]]],
                      dtype=torch.float64)
     cam = GradCAM()
+    # float64 against exact decimal hand values: the float64 defaults cover their binary rounding
     torch.testing.assert_close(cam.cam_weights(a[None], g[None]), torch.tensor([[0.1, -0.1]], dtype=torch.float64))
     raw = cam.combine(a[None], g[None])
     torch.testing.assert_close(raw[0], torch.tensor([[.1, 0, .2], [0, .3, 0], [0, .1, 0]], dtype=torch.float64))
     expected = torch.tensor([[1 / 3, 0, 2 / 3], [0, 1, 0], [0, 1 / 3, 0]], dtype=torch.float64)
+    # the min-max divides by (max - min + 1e-7): a relative shift of 1e-7 / 0.3 = 3.3e-7 < atol 1e-6
     torch.testing.assert_close(minmax(raw)[0], expected, atol=1e-6, rtol=0)  # with the 1e-7 term
-    assert minmax(raw)[0, 0, 0].item() == pytest.approx(0.333333, abs=1e-6)
+    assert minmax(raw)[0, 0, 0].item() == pytest.approx(0.333333, abs=1e-6)  # printed to 6 decimals
 
 
 def test_gradcam_is_one_forward_and_no_parameter_gradients():
@@ -79,7 +85,10 @@ def test_native_cam_is_fc_weights_times_features(backbone):
         weight = model.net.get_classifier().weight if hasattr(model.net, "get_classifier") else model.net.fc.weight
         raw = torch.einsum("bchw,bc->bhw", feats, weight[out.targets])
         expected = minmax(torch.nn.functional.interpolate(minmax(raw)[:, None], size=(64, 64), mode="bilinear")[:, 0])
-        torch.testing.assert_close(out.logits, model(x))
+        torch.testing.assert_close(out.logits, model(x))  # the same float32 forward: the defaults
+    # float32 einsum over C channels (512 for resnet18) vs the library's own contraction order: ~1e-6 relative
+    # to the raw map, passed through two min-max normalisations into [0, 1]; atol 1e-5 covers a range >= ~0.1
+    # of the raw values (the maps here span their full range: the max is 1, the min 0)
     torch.testing.assert_close(out.cam, expected, atol=1e-5, rtol=0)
     assert out.cam.amin((1, 2)).max() == 0 and out.cam.amax((1, 2)).min() > 0.999
 
@@ -93,7 +102,7 @@ def test_native_cam_uses_the_models_cam_method():
             return self.cam(x).flatten(2).topk(4, -1).values.mean(-1)
 
     x = torch.rand(2, 3, 16, 16)
-    out = CAM_METHODS.get("native")()(CamModel(), x, torch.tensor([0, 1]))
+    out = CAM_METHODS.get("native")()(CamModel(), x, torch.tensor([0, 1]))  # the same float32 ops: defaults
     torch.testing.assert_close(out.cam[0], minmax(torch.nn.functional.interpolate(
         minmax(x[:1, 0, ::2, ::2])[:, None], size=(16, 16), mode="bilinear")[:, 0])[0])
     assert out.targets.tolist() == [0, 1]
@@ -120,6 +129,8 @@ class SumSquares(nn.Module):
 def test_ig_sanity_values():
     # ALGORITHMS.md §4.7: f = Σx², x = [1, 2], zero baseline
     x, t = torch.tensor([[1.0, 2.0]], dtype=torch.float64), torch.tensor([0])
+    # float64: the trapezoid rule is exact for the linear integrand 2·α·x; riemann_right over 100 steps gives
+    # (1 + 1/100) times it. The float64 defaults (rtol 1e-7) are ~1e9 x its rounding
     ig = integrated_gradients(SumSquares(), x, t, steps=101, rule="trapezoid")
     torch.testing.assert_close(ig, torch.tensor([[1.0, 4.0]], dtype=torch.float64))
     assert ig.sum().item() == pytest.approx(5.0)  # completeness: f(x) - f(0)
@@ -132,9 +143,11 @@ def test_ig_batched_over_steps_equals_small_chunks_and_completeness():
     x, t = torch.rand(3, 3, 8, 8, dtype=torch.float64), torch.tensor([0, 1, 2])
     big = integrated_gradients(model, x, t, steps=32, max_batch=10_000)
     small = integrated_gradients(model, x, t, steps=32, max_batch=5)
-    torch.testing.assert_close(big, small)
+    torch.testing.assert_close(big, small)  # float64, the same sums batched differently: the float64 defaults
     with torch.no_grad():
         gap = model(x).gather(1, t[:, None])[:, 0] - model(torch.zeros_like(x)).gather(1, t[:, None])[:, 0]
+    # completeness holds for the exact integral; 32 Riemann steps of a piecewise-smooth ReLU net leave a
+    # quadrature error of a few % of f(x) - f(0): rtol 5 % covers the method, not rounding (float64 here)
     torch.testing.assert_close(big.flatten(1).sum(1), gap, rtol=0.05, atol=1e-3)
 
 
@@ -142,7 +155,7 @@ def test_vanilla_gradient_of_a_linear_model_is_its_weights():
     lin = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
     x = torch.rand(4, 3, 2, 2)
     g = vanilla_gradient(lin, x, torch.tensor([0, 1, 2, 1]))
-    torch.testing.assert_close(g.flatten(1), lin[1].weight[[0, 1, 2, 1]])
+    torch.testing.assert_close(g.flatten(1), lin[1].weight[[0, 1, 2, 1]])  # d(Wx + b)/dx = W: exact, defaults
 
 
 # ---- boxes --------------------------------------------------------------------------------------------

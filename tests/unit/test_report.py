@@ -35,6 +35,8 @@ def test_load_runs(store):
     by = df.set_index("trial_id")
     assert by.loc["t5", "status"] == "failed" and "out of memory" in by.loc["t5", "failure_reason"]
     assert (by.drop("t5")["status"] == "completed").all()
+    # logged values read back from the store (float64 metrics, params parsed from strings): approx's default
+    # rel 1e-6 only covers the decimal round trip
     assert by.loc["t2", "acc/top1"] == pytest.approx(0.915)
     assert by.loc["t2", "regime"] == "fgsm_at" and by.loc["t2", "dataset"] == "shapes"
     assert by.loc["t0", "train/loss"] == pytest.approx(0.5)            # the last epoch
@@ -182,6 +184,7 @@ def test_load_tune_results(tmp_path):
     df = load_tune_results(tmp_path / "ray").set_index("run_name")
     a, b = df.loc["tune_trial_a_00000"], df.loc["tune_trial_a_00001"]
     assert (a["status"], a["trial_id"], a["regime"], a["run_id"]) == ("completed", "a_00000", "fgsm_at", "r0")
+    # values read back from result.json / params (float64, decimal round trip): approx's default rel 1e-6
     assert a["acc/top1"] == pytest.approx(0.9) and a["params.regime.params.eps"] == pytest.approx(0.03)
     assert (b["status"], b["failure_reason"]) == ("failed", "ValueError: bad lr")
 
@@ -200,5 +203,6 @@ def test_common_correct_rescores_attribution_metrics_on_images_all_trials_get_ri
     got = cc.table.set_index("regime")
     # on images 10..19: 0.3 + 0.145 + 0.1 i, averaged over the regime's trials (standard: i = 0, 1; ...)
     assert got.loc[["standard", "fgsm_at", "trades"], "common"].round(6).tolist() == [0.495, 0.695, 0.845]
+    # the same float64 mean over the same 20 rows (only the order of summation may differ): approx's rel 1e-6
     assert got.loc["trades", "logged"] == pytest.approx(per_image_table(4)["explain/gini_vg"].mean())
     assert list(got["key"].unique()) == ["explain/gini_vg"] and (got["images"] == 10).all()
