@@ -209,6 +209,9 @@ def run_sweep(config: Path | None, results: Path, resume: bool = False, dry_run:
     base = spec.trial_base()
     if dry_run:
         return _print_dry_run(spec, space, paths, base, address)
+    from trainables.data.check import check_trial_data  # a missing root fails here, before any trial
+
+    check_trial_data(base)
     with SweepLock(results.resolve(), spec.name):  # one writer per sweep and results directory
         return _launch(spec, space, paths, base, config, resume, address)
 

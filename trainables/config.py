@@ -81,6 +81,8 @@ class DatasetConfig(Strict):
     skip_corrupt: bool = Field(False, description="leave unreadable image files out (warned, count tagged "
                                                   "arx.dataset.skipped_corrupt) instead of failing the trial")
     params: dict[str, Any] = Field(default_factory=dict, description="dataset-specific settings")
+    augment: Literal["none", "flip", "cifar", "imagenet"] | None = Field(
+        None, description="training augmentation preset (trainables/data/augment.py); null: the dataset's default")
 
     @model_validator(mode="after")
     def _known(self):

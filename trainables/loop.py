@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from trainables.config import TrialConfig
 from trainables.data import build_dataset
+from trainables.data.augment import augment_batch
 from trainables.errors import CheckpointError
 from trainables.failures import NonFiniteLoss  # noqa: F401 (raised here; its home is failures.py)
 from trainables.evaluation import EvalContext, evaluate
@@ -73,6 +74,7 @@ def train_epoch(model, regime, optimizer, loader, device, cfg: TrialConfig, scal
     for step, batch in enumerate(loader):
         x = batch["image"].to(device, non_blocking=True)
         y = batch["label"].to(device, non_blocking=True)
+        x = augment_batch(x, cfg, epoch, step)  # dataset.augment: training only, seeded per epoch/rank/step
         if device.type == "cuda" and cfg.model.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         optimizer.zero_grad(set_to_none=True)
