@@ -31,7 +31,7 @@ def test_ara_by_hand_trapezoids():
     assert ara(d, 0.1) == pytest.approx(0.01 * (0.7 + 0.5 + 0.3 + 0.1))
     assert ara(2 * d, 0.1) == pytest.approx(2 * 0.016)
     curve = accuracy_curve(torch.tensor([0, 0, .005, .01, .01, .02, .03, .05, .08, .1]), torch.tensor([0, .004, .01, .015, .05, .09, .1]))
-    assert curve.tolist() == pytest.approx([0.8, 0.8, 0.5, 0.5, 0.2, 0.1, 0.0])  # counts / 10 in float64: exact-ish
+    assert curve.tolist() == pytest.approx([0.8, 0.8, 0.5, 0.5, 0.2, 0.1, 0.0])  # k / 10 in float64: the literals
 
 
 def test_ara_properties():
