@@ -42,3 +42,9 @@ def check_trial_data(trial) -> None:
     """The datasets a trial (a ``TrialConfig``) reads: its training data and its shift datasets."""
     shifts = getattr(trial.evaluation, "shift", ())
     check_datasets([trial.dataset, *(s.dataset for s in shifts)])
+    if shifts:
+        from trainables.errors import ConfigError
+        from trainables.evaluation.shift import class_name_problem
+
+        if problem := class_name_problem(trial):
+            raise ConfigError(problem)
