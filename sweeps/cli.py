@@ -50,6 +50,22 @@ def sweep(config: Optional[Path] = typer.Argument(None, help="sweep YAML (defaul
 
 
 @app.command()
+def sync(results: Path = ResultsOpt,
+         storage: Optional[str] = typer.Option(None, help="Ray storage of the sweep (default: ARX_STORAGE_PATH or RESULTS/ray)"),
+         uri: Optional[str] = typer.Option(None, help="tracking server (default: the one each trial used)")):
+    """Deliver MLflow writes that trials spooled while the tracking server was unreachable."""
+    from sweeps.console import rows_table
+    from trainables.outbox import sync_outboxes
+
+    root = storage or os.environ.get("ARX_STORAGE_PATH") or str(results / "ray")
+    rows = sync_outboxes(root, uri)
+    console.print(rows_table(f"arx sync {root}", rows, ["outbox", "run", "delivered", "left"]) if rows
+                  else f"arx sync: nothing left to deliver under {root}")
+    if any(r["left"] for r in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
 def report(sweep_name: Optional[str] = typer.Argument(None, help="sweep name (default: the latest sweep)"),
            results: Path = ResultsOpt,
            out: Optional[Path] = typer.Option(None, help="output directory (default: RESULTS/reports/SWEEP)")):

@@ -217,6 +217,11 @@ def run_sweep(config: Path | None, results: Path, resume: bool = False, dry_run:
 
 
 def _launch(spec, space, paths, base, config, resume, address):
+    if resume and "://" not in paths["storage"]:  # what an earlier tracking outage left undelivered
+        from trainables.outbox import sync_outboxes
+
+        for row in sync_outboxes(paths["storage"]):
+            console.print(f"arx sync: run {row['run']}: {row['delivered']} delivered, {row['left']} left")
     cluster = init_ray(address)
     plan = make_plan(base.resources, cluster, spec.num_samples, spec.max_concurrent,
                      strict=not (address or os.environ.get("RAY_ADDRESS")))

@@ -222,7 +222,8 @@ def train_fn_per_worker(loop_config: dict) -> None:
     final["cost/device_seconds"] = (time.perf_counter() - t_trial) * world
     tracker.finish(final, ectx.tags, ectx.artifacts, ectx.settings)
     # Train V2 keeps only metrics attached to checkpoints: the final result carries one (the final state)
-    final_metrics = {**logs, "epoch": cfg.optim.epochs, "arx_done": True, **final}
+    final_metrics = {**logs, "epoch": cfg.optim.epochs, "arx_done": True, **final,
+                     "arx_tracking_pending": tracker.pending}  # MLflow writes left for `arx sync`
     with tempfile.TemporaryDirectory() as d:
         if rank == 0:
             save_state(d, model, optimizer, scheduler, scaler, regime, cfg.optim.epochs - 1)

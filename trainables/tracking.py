@@ -19,11 +19,15 @@ REASON_TAG = "arx.failure_reason"
 class RankZeroTracker:
     def __init__(self, tracking: dict | None, rank: int):
         self.enabled = bool(tracking and tracking.get("run_id")) and rank == 0
+        self.pending = 0
         if self.enabled:
             from mlflow.tracking import MlflowClient
 
-            self.client = MlflowClient(tracking_uri=tracking["uri"])
-            self.run_id = tracking["run_id"]
+            from trainables.outbox import Outbox
+
+            self.run_id = tracking["run_id"]  # writes go through an outbox: a server outage never stops training
+            self.client = Outbox(MlflowClient(tracking_uri=tracking["uri"]), self.run_id, tracking.get("outbox"))
+            self.drain_s = float(tracking.get("drain_s", 60.0))
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         if not self.enabled:
@@ -60,6 +64,7 @@ class RankZeroTracker:
             self.client.log_artifact(self.run_id, path)
             for name, item in artifacts.items():
                 self.client.log_artifact(self.run_id, _write_artifact(d, name, item))
+        self.pending = self.client.drain(self.drain_s)  # bounded; what is left stays for `arx sync`
 
     def log_params(self, params: dict) -> None:
         if self.enabled and params:

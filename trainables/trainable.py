@@ -102,24 +102,54 @@ def fit_trial(cfg: TrialConfig, run_name: str, storage_path: str | Path, info: T
               callbacks: list | None = None, max_failures: int = 2) -> dict[str, Any]:
     """Fit one trial; returns the final metrics. Raises ``TrialFailed`` with the reason on failure."""
     run_id = ensure_run(cfg, info) if info else None
-    tracking = {"uri": info.uri, "run_id": run_id} if info else None
+    outbox = outbox_dir(storage_path, run_name)
+    tracking = {"uri": info.uri, "run_id": run_id, "outbox": outbox, "drain_s": drain_seconds()} if info else None
     trainer = make_trainer(cfg, run_name, str(storage_path), tracking, callbacks, max_failures)
     try:
         result = trainer.fit()
     except Exception as e:  # a Train failure after its retries (none for a user error): record why, fail
         reason = one_line(err) if (err := user_error(e)) else _root_cause(e)
         if info:
-            close_run(info.uri, run_id, "failed", reason)
+            close_or_queue(info.uri, run_id, "failed", outbox, reason)
         raise TrialFailed(reason) from None
     metrics = dict(result.metrics or {})
     if "arx_failed" in metrics or not metrics.get("arx_done"):
         reason = metrics.get("arx_failed", "the trial ended without final metrics")
         if info:
-            close_run(info.uri, run_id, "failed", reason)
+            close_or_queue(info.uri, run_id, "failed", outbox, reason)
         raise TrialFailed(reason)
     if info:
-        close_run(info.uri, run_id, "completed")
+        metrics["arx_tracking_pending"] = close_or_queue(info.uri, run_id, "completed", outbox)
     return {"mlflow_run_id": run_id, **metrics}
+
+
+def outbox_dir(storage_path: str | Path, run_name: str) -> str | None:
+    """Where rank 0 spools MLflow writes the tracking server has not taken yet (local storage only)."""
+    return None if "://" in str(storage_path) else str(Path(storage_path) / run_name / "mlflow_outbox")
+
+
+def drain_seconds() -> float:
+    """How long a finished trial keeps retrying undelivered MLflow writes (``ARX_TRACKING_DRAIN_S``, 60)."""
+    return float(os.environ.get("ARX_TRACKING_DRAIN_S", "60"))
+
+
+def close_or_queue(uri: str, run_id: str, status: str, outbox: str | None, reason: str | None = None) -> int:
+    """Close the run after what rank 0 left undelivered; with the server unreachable, queue the close in the
+    outbox instead (``arx sync``). Returns the number of writes still undelivered."""
+    from mlflow.tracking import MlflowClient
+
+    from trainables.outbox import Outbox, quick_http
+
+    box = Outbox(MlflowClient(tracking_uri=uri), run_id, outbox)
+    if box.drain(min(10.0, drain_seconds())) == 0:
+        try:
+            with quick_http():
+                close_run(uri, run_id, status, reason)
+            return 0
+        except Exception:  # noqa: BLE001 - unreachable: the outbox retries it
+            pass
+    box.close(status, reason, STATUS_TAG, REASON_TAG)
+    return len(box.queue)
 
 
 def _root_cause(e: BaseException) -> str:
