@@ -81,3 +81,11 @@ def test_cub_to_waterbirds_species_labels_and_class_check(tmp_path):
     (tmp_path / "cub" / "CUB_200_2011" / "classes.txt").write_text("1 001.Laysan_Albatross\n")
     with pytest.raises(ConfigError, match="class 0 is 'Black_footed_Albatross' in 'waterbirds' but 'Laysan_Albatross'"):
         check_trial_data(cfg)
+
+
+def test_shift_key_alone_like_a_rung_evaluation():
+    cfg = _cfg()
+    data = build_dataset(cfg.dataset).split("test")
+    full = evaluate(_ctx(cfg), data)
+    alone = evaluate(_ctx(cfg), data, keys=["shift/nocue/acc"])
+    assert alone["shift/nocue/acc"] == full["shift/nocue/acc"]

@@ -26,6 +26,8 @@ def class_count_problem(trial) -> str | None:
     """One line when a shift dataset's class count differs from the trained model's, else None."""
     from trainables.data import build_dataset
 
+    for s in trial.evaluation.shift:  # every process that parses the config knows the keys (rung evaluations)
+        _register(s.name)
     n = trial.model.num_classes or build_dataset(trial.dataset).num_classes
     for s in trial.evaluation.shift:
         m = build_dataset(s.dataset).num_classes
