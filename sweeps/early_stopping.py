@@ -19,10 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class EarlyStopping(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    reduction_factor: int = Field(3, ge=2, description="η (>= 2): the top 1/η of a rung continue")
+    reduction_factor: int = Field(3, ge=2, le=1000, description="η (>= 2): the top 1/η of a rung continue")
     rungs: tuple[int, ...] | None = Field(None, description="rung epochs, increasing, below optim.epochs")
     min_epochs: int | None = Field(None, ge=1, description="first rung; later rungs min_epochs * η^i")
-    images: int = Field(64, ge=1, description="test images of a rung evaluation (fixed, seeded subset)")
+    images: int = Field(64, ge=1, le=1_000_000, description="test images of a rung evaluation (fixed, seeded subset)")
     keys: tuple[str, ...] | None = Field(None, min_length=1, description="default: the sweep's objectives")
 
     @model_validator(mode="after")
@@ -63,7 +63,7 @@ class EarlyStopping(BaseModel):
             raise ValueError("early_stopping.keys: name at least one objective (the rung rank uses objectives)")
 
     def rung_keys(self, objectives: list[str]) -> tuple[str, ...]:
-        return tuple(self.keys) if self.keys is not None else tuple(objectives)
+        return tuple(dict.fromkeys(self.keys if self.keys is not None else objectives))  # each key once
 
 
 def budget_share(rungs: tuple[int, ...], epochs: int, eta: int) -> float:

@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sweeps.early_stopping import EarlyStopping
-from trainables.config import ResourcesConfig, TrialConfig, apply_overrides, load_yaml
+from trainables.config import ResourcesConfig, RungConfig, TrialConfig, apply_overrides, load_yaml
 from trainables.errors import ConfigError, format_validation_error
 from trainables.metrics.keys import KEYS
 
@@ -197,19 +197,17 @@ class SweepSpec(_Strict):
         data.setdefault("name", self.name)
         if self.resources is not None:
             data["resources"] = self.resources.model_dump()
-        if self.early_stopping is not None:
-            data["rungs"] = self.rung_config(data)
         try:
-            return TrialConfig.model_validate(data)
+            cfg = TrialConfig.model_validate(data)
         except ValidationError as e:
             raise ValueError(format_validation_error(e, prefix="base", model=TrialConfig)) from None
+        return cfg if self.early_stopping is None else cfg.model_copy(update={"rungs": self.rung_config(cfg)})
 
-    def rung_config(self, data: dict) -> dict:
-        """The trials' ``rungs`` section (a TrialConfig dict) from the ``early_stopping`` block."""
+    def rung_config(self, cfg: TrialConfig) -> RungConfig:
+        """The trials' ``rungs`` section from the ``early_stopping`` block."""
         es = self.early_stopping
-        epochs = data.get("optim", {}).get("epochs", TrialConfig.model_fields["optim"].default_factory().epochs)
-        return {"epochs": list(es.rung_epochs(epochs)), "images": es.images,
-                "keys": list(es.rung_keys([o.key for o in self.objectives]))}
+        return RungConfig(epochs=es.rung_epochs(cfg.optim.epochs), images=es.images,
+                          keys=es.rung_keys([o.key for o in self.objectives]))
 
     @property
     def metric_names(self) -> list[str]:
