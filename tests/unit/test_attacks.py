@@ -40,11 +40,12 @@ def test_fgsm_hand_values():
     model = Linear2([0.3, -0.1, 0.5, -2.0])  # ∇_x CE(., y=0) = σ(w·x)·w: the sign of ∇ is the sign of w
     x = torch.tensor([[0.2, 0.5, 0.99, 0.0]])
     out = fgsm(model, x, torch.tensor([0]), 8 / 255)
-    assert torch.allclose(out, torch.tensor([[0.231373, 0.468627, 1.0, 0.0]]), atol=1e-6)
+    assert torch.allclose(out, torch.tensor([[0.231373, 0.468627, 1.0, 0.0]]), atol=1e-6)  # printed to 6 decimals
 
 
 def test_ramp_schedules():
-    """§5.6: L2,min ε = 0.1 step RMSEs and the ARA attack's first / second / last step (ε = 20, 450 steps)."""
+    """§5.6: L2,min ε = 0.1 step RMSEs and the ARA attack's first / second / last step (ε = 20, 450 steps).
+    Hand values printed to 6 decimals (abs=1e-6); the sums are float64 sums of <= 450 terms (approx rel 1e-6)."""
     assert ramp_sizes(0.1, 7) == pytest.approx([0.025, 0.021429, 0.017857, 0.014286, 0.010714, 0.007143, 0.003571], abs=1e-6)
     s = ramp_sizes(20, 450)
     assert (s[0], s[1], s[-1]) == pytest.approx((0.088692, 0.088495, 0.000197), abs=1e-6)
@@ -56,6 +57,10 @@ def test_ramp_schedules():
 def test_fgsm_pgd_match_torchattacks(name):
     import torchattacks as ta
     m, x, y = _model(name, n=8)
+    # float64: the sign steps of FGSM / PGD are discontinuous where a gradient entry is ~0, so a float32
+    # rounding difference between the two implementations could flip a pixel by 2α; in float64 both agree to
+    # rounding (measured: to the bit, in float32 and float64 alike, on AVX2)
+    m, x = m.double(), x.double()
     eps = 8 / 255
     pairs = [
         (fgsm(m, x, y, eps), ta.FGSM(m, eps=eps)(x, y)),
@@ -63,6 +68,9 @@ def test_fgsm_pgd_match_torchattacks(name):
         (pgd_l2(m, x, y, 0.5, steps=10, alpha=0.1), ta.PGDL2(m, eps=0.5, alpha=0.1, steps=10, random_start=False)(x, y)),
     ]
     for ours, peer in pairs:
+        assert ours.dtype == peer.dtype == torch.float64
+        # 1e-5 << one sign step (2/255 = 7.8e-3): no pixel stepped the other way; projections / clamps in
+        # another order differ by float64 rounding (~1e-16)
         assert (ours - peer).abs().max() <= 1e-5
         with torch.no_grad():
             assert torch.equal(m(ours).argmax(1) == y, m(peer).argmax(1) == y)  # same robust accuracy
@@ -80,7 +88,10 @@ def test_pgd_l2_matches_foolbox_robust_accuracy():
         acc_ours = (m(ours).argmax(1) == y).float().mean().item()
     acc_peer = 1 - success.float().mean().item()
     assert 0.05 < acc_peer < 0.95  # a meaningful operating point
+    # float32 (foolbox's PyTorchModel): at most 1 of the 128 images (0.0078) may differ, one whose final
+    # iterate lies within rounding of the decision boundary
     assert abs(acc_ours - acc_peer) <= 0.01
+    # L2 norm of 768 float32 entries after projection to ε = 0.05: rounding ~sqrt(768) x 6e-8 x ... << 1e-5
     assert float((ours - x).flatten(1).norm(dim=1).max()) <= eps + 1e-5
 
 
@@ -91,6 +102,8 @@ def test_pgd_stays_in_ball_and_range():
         adv = pgd(m, x, y, eps, steps=5, norm=norm, random_start=True)
         d = (adv - x).flatten(1)
         size = d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
+        # + 1e-6: float32 rounding of x + δ (<= 6e-8 per pixel in [0, 1]) and of the norm's cascade sum over
+        # 3072 entries (~1e-7 relative), well inside 1e-6
         assert float(size.max()) <= eps + 1e-6 and adv.min() >= 0 and adv.max() <= 1
     with torch.no_grad():  # the attack lowers accuracy (labels = clean predictions)
         assert (m(pgd(m, x, y, 16 / 255)).argmax(1) == y).float().mean() < 1
@@ -105,7 +118,7 @@ def test_attack_mode_restores_state_and_disables_autocast():
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())  # eval BN: no running-stat update
     with torch.autocast("cpu", dtype=torch.bfloat16):
         b = pgd(m, x, y, 4 / 255, steps=3, bn="eval")
-    assert b.dtype == torch.float32 and torch.allclose(a, b)
+    assert b.dtype == torch.float32 and torch.allclose(a, b)  # autocast is off inside: the same float32 run
     pgd(m, x, y, 4 / 255, steps=2, bn="keep")  # train mode (the authors' choice): running stats move
     assert not torch.equal(before["net.stages.0.1.running_mean"], m.state_dict()["net.stages.0.1.running_mean"])
 
@@ -113,7 +126,7 @@ def test_attack_mode_restores_state_and_disables_autocast():
 def test_l2_training_attacks():
     m, x, y = _model(n=8)
     adv = l2_ball(m, x, y, eps=0.05, steps=7)
-    assert float(rmse(adv - x).max()) <= 0.05 + 1e-6
+    assert float(rmse(adv - x).max()) <= 0.05 + 1e-6  # + float32 rounding of x + δ and the RMSE sum, as above
     best = l2min(m, x, y, eps=0.5, steps=7)
     with torch.no_grad():
         wrong = m(best).argmax(1) != y
@@ -140,7 +153,10 @@ def test_minimal_distance_linear_model(rule, goal):
     analytic = r
     res = minimal_distance(model, x, y, goal, steps=450, rule=rule)
     assert torch.all(res.first_success >= 0)
+    # rtol 2 %: the attack's own accuracy (a finite step schedule lands near, not on, the boundary), not rounding
     assert torch.allclose(res.rmse, analytic, rtol=0.02)
+    # 1e-4 relative: the float32 logit w·x + b (64 terms ~1) rounds by ~1e-6, i.e. ~1e-7 in RMSE distance,
+    # ~5e-6 of r >= 0.02
     assert torch.all(res.rmse >= analytic * (1 - 1e-4))  # success is never inside the boundary
 
 
@@ -199,13 +215,18 @@ def test_inference_copy_same_function(name):
     from trainables.models.inference import inference_copy
 
     m, x, y = _model(name, n=8)
+    # float64: folding is exact in real arithmetic, and FGSM's sign is discontinuous where a gradient entry
+    # is ~0 (in float32 a pooling / ReLU near-tie can also move a whole gradient entry)
+    m, x = m.double(), x.double()
     f = inference_copy(m)
     assert not any(isinstance(mod, nn.BatchNorm2d) for mod in f.modules())  # folded into the convs
     assert all(p.requires_grad for p in m.parameters()) and not any(p.requires_grad for p in f.parameters())
     with torch.no_grad():
-        assert torch.allclose(f(x), m(x), atol=1e-4, rtol=1e-4)
+        lf, lm = f(x), m(x)
+    # measured 2e-15 relative (AVX2); 1e-10 leaves margin for other kernels, 1e4 x below float32 (1e-6)
+    assert lf.dtype == torch.float64 and float((lf - lm).abs().max()) <= 1e-10 * float(lm.abs().max())
     ours, ref = fgsm(f, x, y, 8 / 255), fgsm(m, x, y, 8 / 255)
-    assert (ours != ref).float().mean() < 1e-3  # sign flips only where the gradient is ~0
+    assert (ours != ref).float().mean() < 1e-3  # sign flips only where the gradient is ~0 (none measured)
     with pytest.raises(ValueError, match="eval-mode"):
         inference_copy(m.train())
 
@@ -246,6 +267,8 @@ def test_subpixel_input_grad_equals_aten(shape):
     ref = torch.ops.aten.convolution_backward(g, x, wt, None, list(s), list(p), [1, 1], False, [0, 0], 1,
                                               [True, False, False])[0]
     ours = subpixel_input_grad(g, *subpixel_kernel(wt, s, p), (h, w))
+    # float64 sums of <= 8·49 products of N(0, 1) values (|sum| ~ 20): rounding ~sqrt(400) x 1e-16 x 20 = 4e-14,
+    # so atol 1e-12 is a float64 equality with margin
     assert ours.shape == ref.shape and torch.allclose(ours, ref, atol=1e-12, rtol=0)
 
 
@@ -269,6 +292,7 @@ def test_planned_conv_same_function_and_input_grad(case):
     y, ref = ours(x), conv(x)
     g = torch.randn_like(ref)
     assert ours._plan(x)[0] == plan
+    # float64, sums of <= 8·9 N(0, 1) products: rounding ~1e-15, atol 1e-12 is a float64 equality with margin
     assert torch.allclose(y, ref, atol=1e-12, rtol=0)
     assert torch.allclose(torch.autograd.grad(y, x, g)[0], torch.autograd.grad(ref, x, g)[0], atol=1e-12, rtol=0)
 
@@ -302,8 +326,11 @@ def test_cpu_plan_resnet_pgd_matches_torchattacks():
     with torch.no_grad():
         robust_ours, robust_ref = int((m(ours).argmax(1) == y).sum()), int((m(ref).argmax(1) == y).sum())
     assert 0 < robust_ref < len(y)
-    # equal here (the images agree to the bit on this machine); a CPU with other SIMD kernels rounds differently
-    # and a ReLU switch may move one image
+    # equal here (the images agree to the bit on this machine, AVX2); a CPU
+    # with other SIMD kernels rounds differently and a ReLU switch may move one image. Float32 on purpose (a
+    # float64 PGD-10 of resnet18 at 64 px takes minutes on CPU; the plan's exactness is checked in float64 by
+    # test_cpu_plan_other_families_same_function_and_grad): the bounds are statistical — a sign flip where a
+    # gradient entry is within rounding of 0 moves that pixel by <= 2α, and < 1 % of pixels may do so
     assert abs(robust_ours - robust_ref) <= 1
     assert float(((ours - ref).abs() > 1e-6).float().mean()) < 0.01
 

@@ -42,6 +42,8 @@ def _derivs(x: torch.Tensor, d: float):
 def test_hhrelu_table(d):
     f, g, h = _derivs(torch.tensor(X, dtype=torch.float64), d)
     expected = torch.tensor(TABLE[d], dtype=torch.float64)
+    # float64 against exact decimal values: the float64 defaults (rtol 1e-7, atol 1e-7) cover only their
+    # binary rounding (1e-17) and one or two float64 ops
     torch.testing.assert_close(f, expected[:, 0])
     torch.testing.assert_close(g, expected[:, 1])
     torch.testing.assert_close(h, expected[:, 2])
@@ -49,6 +51,8 @@ def test_hhrelu_table(d):
 
 @pytest.mark.parametrize("d", [1, 2, 0.5, 3.7])
 def test_hhrelu_value_and_derivative_continuous_at_knots(d):
+    # finite differences in float64: truncation <= |f''| h / 2 = d h, rounding ~1e-16 / h = 1e-10 << d h;
+    # 10 d h covers both with margin, and a kink (a jump of f' by O(1)) would exceed it by 1e5
     h = 1e-6
     for x0 in (0.0, 1 / (2 * d)):
         xs = torch.tensor([x0 - 2 * h, x0 - h, x0, x0 + h, x0 + 2 * h], dtype=torch.float64)
@@ -63,7 +67,7 @@ def test_hhrelu_value_and_derivative_continuous_at_knots(d):
 def test_hhrelu_is_shifted_relu_above_knee_and_module_matches_functional():
     d = 2.0
     x = torch.linspace(0.25, 5, 50)
-    torch.testing.assert_close(HHReLU(d)(x), torch.relu(x) - 1 / (4 * d))
+    torch.testing.assert_close(HHReLU(d)(x), torch.relu(x) - 1 / (4 * d))  # one float32 op: the defaults
     assert "d=2" in repr(HHReLU(d))
     with pytest.raises(ValueError):
         HHReLU(0)
@@ -81,14 +85,17 @@ def test_hhrelu_survives_fx_tracing_and_bn_folding():
 
     model = build_classifier("smallcnn", num_classes=3)
     swap_relu(model)
-    model.eval()
+    model.eval().double()  # folding is exact in real arithmetic: compared in float64
     traced = torch.fx.symbolic_trace(model)
     assert sum(n.target is hhrelu for n in traced.graph.nodes) == 8
     folded = fuse(model).requires_grad_(False)
-    x = torch.rand(2, 3, 16, 16, requires_grad=True)
+    x = torch.rand(2, 3, 16, 16, requires_grad=True, dtype=torch.float64)
     (g_ref,) = torch.autograd.grad(model(x).sum(), x)
     (g_fold,) = torch.autograd.grad(folded(x).sum(), x)
-    torch.testing.assert_close(g_fold, g_ref, rtol=1e-4, atol=1e-6)
+    # measured 3e-14 relative to the largest entry (AVX2); 1e-10 leaves margin for other kernels, ~1e3 x below
+    # float32 rounding
+    assert g_fold.dtype == torch.float64
+    assert float((g_fold - g_ref).abs().max()) <= 1e-10 * float(g_ref.abs().max())
 
 
 # ---- surgery --------------------------------------------------------------------------------------------
@@ -127,12 +134,14 @@ G = torch.tensor([[[0.1, -0.2, 0, 0.3], [0.5, 0, -0.1, 0]]])  # [K=1, B=2, N=4],
     ({"psi": 1, "z": 2, "sigma": 0.15}, 0.0184375),
 ])
 def test_gradient_penalty_toy_values(kw, expected):
+    # hand-computed exact decimals; float32 sums of <= 8 terms of size <= 33: rel 1e-6 ~ 8 ulps
     assert float(gradient_penalty(G, **kw)) == pytest.approx(expected, rel=1e-6)
 
 
 def test_tandem_scalar_and_true_label():
     logits = torch.tensor([[2.0, 5.0, 1.0, 4.5]])
     y, idx, use = torch.tensor([1]), torch.tensor([[2]]), torch.tensor([[True]])
+    # differences of float32 logits that are exact in binary (0.5, 9.5): approx's defaults are ample
     assert float(selected_scalars(logits, y, idx, use, "tandem")) == pytest.approx(0.5)
     assert float(selected_scalars(logits, y, idx, use, "tandem_sum")) == pytest.approx(9.5)
     assert float(selected_scalars(logits, y, idx, use, "true")) == 5.0
@@ -190,6 +199,8 @@ def test_l_adv_equals_bruteforce_jacobian(kw):
             a = (g.abs() - sigma).clamp(min=0).flatten()
             total += float(a.sum() ** q * (a ** z).sum())
     expected = psi / (2 * x[0].numel()) * total / 3
+    # float64 on both sides (double backprop vs a brute-force Jacobian), sums of <= 32 terms: rounding ~1e-15
+    # relative; rel 1e-9 is still ~1e2 x below float32's eps, so a float32 step anywhere would fail it
     assert float(got.detach()) == pytest.approx(expected, rel=1e-9)
 
 
@@ -202,6 +213,7 @@ def test_l_adv_is_differentiable_w_r_t_parameters():
 
 def test_output_zeroing_and_guideline():
     logits = torch.tensor([[1.0, 2.0], [0.0, -3.0]])
+    # hand values: exact decimals (approx default rel 1e-6 over float32 ops) and 4 significant digits (abs=)
     assert float(output_zeroing(logits, 0.1)) == pytest.approx(0.1 * (5 + 9) / 2)
     assert k_out_guideline(10) == pytest.approx(0.009966, abs=1e-6)
     assert k_out_guideline(80) == pytest.approx(0.001034, abs=1e-6)
@@ -217,6 +229,7 @@ def test_controller_reproduces_hand_sequence():
     integral = [0, 0, 0.068993, 0.292136, 0.697602, 1.697602, 2.697602, 2.687602, 2.677602, 2.667602]
     psi = [220, 220, 220.303778, 221.289163, 223.090959, 227.597695, 232.195474, 232.149039, 232.102614,
            232.056198]
+    # hand sequence printed to 6 decimals (integral, ψ): abs 1e-6; the controller runs in float64
     for loss, i_b, psi_b in zip(losses, integral, psi):
         out = c.update(torch.tensor(loss))
         assert float(c.integral) == pytest.approx(i_b, abs=1e-6)
@@ -227,7 +240,7 @@ def test_controller_reproduces_hand_sequence():
 def test_controller_early_setting_and_bounds():
     c = AdaptivePsi(1.007, k_psi0=0.01, k_psi=0.02, eps_better=1, eps_worse=1)
     seq = [(2.3, 0, 0.01), (1.2, 0, 0.01), (1.0, 0.006976, 0.0100014), (0.5, 0.707098, 0.0101424), (3.0, 0, 0.01)]
-    for loss, i_b, psi_b in seq:
+    for loss, i_b, psi_b in seq:  # printed to 6 decimals / 6 significant digits (ψ ~ 0.01: abs 1e-7)
         c.update(torch.tensor(loss))
         assert float(c.integral) == pytest.approx(i_b, abs=1e-6)
         assert c.psi == pytest.approx(psi_b, abs=1e-7)
@@ -235,6 +248,7 @@ def test_controller_early_setting_and_bounds():
     for loss in torch.rand(200) * 3:
         c.update(loss)
         step = math.log(c.psi / prev)
+        # the bounds are exact by construction; 1e-12 covers float64 exp / log round trip of ψ ~ 220 (~1e-16)
         assert c.psi >= 220.0 and -0.02 * 0.01 - 1e-12 <= step <= 0.02 * 1 + 1e-12
         prev = c.psi
 
@@ -261,6 +275,7 @@ def test_regime_builds_and_steps_with_k1():
     loss, logs = _step(regime, model)
     assert {"train/acc", "train/ce", "train/l_adv"} <= set(logs)
     assert float(logs["train/l_adv"]) > 0
+    # float32 loss = ce + l_adv (+ terms that are 0 here) summed in another order: a few ulps; rel 1e-5 margin
     assert float(loss) == pytest.approx(float(logs["train/ce"] + logs["train/l_adv"]), rel=1e-5)
     assert set(regime.epoch_logs()) == {"train/psi"}
 
@@ -269,7 +284,7 @@ def test_regime_variants_step():
     regime = _regime(l_target=None, psi=3.0, k=2, z=1, q=1, sigma=1e-4, zeta=1.0, zeta_mode="true",
                      k_out="guideline", stem_pool="avg", activation="relu")
     model = regime.build_model(build_classifier("resnet18", num_classes=4)).train()
-    assert regime.k_out == pytest.approx(k_out_guideline(4))
+    assert regime.k_out == pytest.approx(k_out_guideline(4))  # the same float64 formula: default rel 1e-6
     assert isinstance(model.net.maxpool, nn.AvgPool2d) and any(isinstance(m, nn.ReLU) for m in model.modules())
     _, logs = _step(regime, model, batch=4, size=32)
     assert "train/l_out" in logs and regime.epoch_logs() == {"train/psi": 3.0}
@@ -279,6 +294,7 @@ def test_psi_zero_is_plain_cross_entropy():
     regime = _regime(l_target=None, psi=0.0)
     model = regime.build_model(build_classifier("smallcnn", num_classes=4)).train()
     loss, logs = _step(regime, model, size=8)
+    # ψ = 0: loss = ce + 0 (+ 0 output terms), equal up to an ulp: approx's default rel 1e-6
     assert float(logs["train/l_adv"]) == 0 and float(loss) == pytest.approx(float(logs["train/ce"]))
 
 
@@ -293,7 +309,7 @@ def test_resume_keeps_psi():
     buf.seek(0)
     resumed = _regime(l_target=5.0)
     resumed.load_state_dict(torch.load(buf, weights_only=False)["regime"])
-    assert resumed.psi == pytest.approx(regime.psi, rel=1e-12)
+    assert resumed.psi == pytest.approx(regime.psi, rel=1e-12)  # a float64 saved and loaded: exact, 1e-12 spare
     assert resumed.epoch_logs() == regime.epoch_logs()
 
 

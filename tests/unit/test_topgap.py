@@ -21,12 +21,15 @@ CAM = torch.tensor([[[1, -2, 3], [0.5, 4, -1], [2, 0, 6]],
 @pytest.mark.parametrize("k, expected", [(1, (6, 2)), (2, (5, 1.75)), (3, (4.333333, 1.5)),
                                          (4, (3.75, 1.25)), (9, (1.5, 0.055556))])
 def test_topgap_hand_values(k, expected):
+    # hand-computed means of the top-k, printed to 6 decimals: atol 1e-6 (float32 rounding of <= 9 terms ~6e-7)
     torch.testing.assert_close(topgap_pool(CAM, k), torch.tensor([expected], dtype=torch.float32), atol=1e-6, rtol=0)
 
 
 def test_k1_is_max_pool_and_k_all_is_mean():
     x = torch.randn(3, 5, 7, 6)
-    torch.testing.assert_close(TopKPool(k=1)(x), F.adaptive_max_pool2d(x, 1).flatten(1))
+    # top-1 is a selection: exact. k = all is a mean of 42 N(0, 1) values in another order: float32 rounding
+    # ~42 x 1.2e-7 x 3 / 42 ~ 4e-7, inside assert_close's float32 defaults (atol 1e-5, rtol 1.3e-6)
+    torch.testing.assert_close(TopKPool(k=1)(x), F.adaptive_max_pool2d(x, 1).flatten(1), rtol=0, atol=0)
     torch.testing.assert_close(TopKPool(k=42)(x), x.mean((2, 3)))
     torch.testing.assert_close(TopKPool(k_frac=1.0)(x), x.mean((2, 3)))
     torch.testing.assert_close(topgap_pool(x, 5), topgap_pool(x[..., torch.randperm(6)], 5))  # permutation
@@ -38,6 +41,8 @@ def test_gradient_reaches_only_the_selected_pixels():
     flat, g = x.detach().flatten(2), x.grad.flatten(2)
     top = flat.topk(4, -1).indices
     expected = torch.zeros_like(g).scatter_(-1, top, 0.25)
+    # 1/k = 0.25 is exact in float32 and a continuous randn draw has no ties at the k-th value: the float32
+    # defaults only cover the sum over 4 of 0.25 below
     torch.testing.assert_close(g, expected)
     torch.testing.assert_close(g.sum(-1), torch.ones(2, 3))
 
@@ -55,11 +60,14 @@ def test_k_as_fraction_transfers_across_sizes():
 @pytest.mark.parametrize("k, y, ce", [(1, 0, 0.018150), (1, 1, 4.018150), (3, 0, 0.057152), (3, 1, 2.890485),
                                       (9, 0, 0.211781), (9, 1, 1.656225)])
 def test_cross_entropy_of_topgap(k, y, ce):
+    # hand-computed CE printed to 6 decimals; float32 log-sum-exp of logits <= 6 rounds by ~1e-6: abs 1e-5
     loss, _ = topgap_loss(topgap_pool(CAM, k), CAM, torch.tensor([y]), lam=0.0)
     assert loss.item() == pytest.approx(ce, abs=1e-5)
 
 
 def test_l1_normalisation_and_total_loss():
+    # hand-computed values printed to 6 decimals (abs 1e-6), and CE + λ·L1 sums of float32 terms up to 29
+    # (ulp 1.9e-6): abs 1e-5
     assert cam_l1(CAM, "sum").item() == pytest.approx(29.0)
     assert cam_l1(CAM, "mean").item() == pytest.approx(1.611111, abs=1e-6)
     y = torch.tensor([0])
@@ -69,6 +77,8 @@ def test_l1_normalisation_and_total_loss():
 
 def test_minmax_hand_values():
     m = minmax_maps(CAM)[0]
+    # hand-computed ratios (x - min) / (max - min) of small integers: float32 defaults cover one rounding each;
+    # 0.611111 is printed to 6 decimals
     torch.testing.assert_close(m[0], torch.tensor([[.375, 0, .625], [.3125, .75, .125], [.5, .25, 1]]))
     torch.testing.assert_close(m[1], torch.tensor([[.4, .6, .8], [1, 0, .7], [.6, .9, .5]]))
     assert m[0].mean().item() == pytest.approx(0.4375) and m[1].mean().item() == pytest.approx(0.611111, abs=1e-6)
@@ -96,24 +106,33 @@ def test_composed_head_equals_the_plain_fpn(upsample):
     assert model.net.head.composed  # 4 classes < 256 filters
     plain = copy.deepcopy(model)
     plain.net.head.composed = False
-    x = torch.rand(3, 3, 32, 32)
+    # float64: the composed head is the plain FPN in real arithmetic, and the parameter gradients pass through
+    # top-k selection, ReLU and max pooling, which a float32 near-tie can switch under another summation order
+    model, plain = model.double(), plain.double()
+    x = torch.rand(3, 3, 32, 32, dtype=torch.float64)
     outs = []
     for m in (model, plain):
         logits, cam = m(x, with_cam=True)
         (logits.square().sum() + cam.abs().mean()).backward()
         outs.append((cam.detach(), {n: p.grad for n, p in m.named_parameters()}))
-    torch.testing.assert_close(outs[0][0], outs[1][0], atol=1e-4, rtol=1e-4)
+    # measured <= 3e-15 relative to each tensor's largest entry (AVX2); 1e-10 leaves a wide margin for other
+    # kernels and is ~1e4 x below float32 rounding (the float32 run differs by ~2e-6)
+    assert float((outs[0][0] - outs[1][0]).abs().max()) <= 1e-10 * float(outs[1][0].abs().max())
     for n, g in outs[0][1].items():
-        torch.testing.assert_close(g, outs[1][1][n], atol=1e-4, rtol=1e-3, msg=n)
+        ref = outs[1][1][n]
+        assert float((g - ref).abs().max()) <= 1e-10 * float(ref.abs().max()), n
 
 
 @pytest.mark.parametrize("backbone", ["smallcnn", "resnet18", "efficientnet_b0"])
 def test_no_fpn_gap_model_is_the_standard_model(backbone):
     torch.manual_seed(0)
-    std = build_classifier(backbone, 6).eval()
-    ours = build_topgap(copy.deepcopy(std), fpn=False, k_frac=1.0).eval()
-    x = torch.rand(2, 3, 64, 64)
-    torch.testing.assert_close(ours(x), std(x), atol=1e-5, rtol=1e-4)
+    # float64: top-k over all pixels is GAP in real arithmetic; efficientnet_b0's initial logits are ~1e-4, so a
+    # float32 atol would be no test at all. Measured <= 1.2e-15 relative to the largest logit (AVX2).
+    std = build_classifier(backbone, 6).eval().double()
+    ours = build_topgap(copy.deepcopy(std), fpn=False, k_frac=1.0).eval().double()  # its pool is new: cast too
+    x = torch.rand(2, 3, 64, 64, dtype=torch.float64)
+    a, b = ours(x), std(x)
+    assert a.dtype == torch.float64 and float((a - b).abs().max()) <= 1e-10 * float(b.abs().max())
     assert count_parameters(ours) == count_parameters(std)
 
 
@@ -146,7 +165,7 @@ def test_checkpoint_round_trip():
     b = build_regime(cfg).build_model(build_classifier("smallcnn", 3)).eval()
     b.load_state_dict(a.state_dict())
     x = torch.rand(2, 3, 32, 32)
-    torch.testing.assert_close(a(x), b(x))
+    torch.testing.assert_close(a(x), b(x))  # the same weights and float32 ops: the defaults only cover kernel choice
     assert a.net.pool.resolved_k(16, 16) == 5
 
 
@@ -164,6 +183,7 @@ def test_cam_mode_scales_to_unit_range_with_bn_frozen():
     cam = model.scaled_cam(x)
     assert model.training and torch.equal(bn.running_mean, before)  # BN frozen, mode restored
     assert cam.shape == (2, 3, 16, 16) and cam.min() >= 0 and cam.max() <= 1
+    # (x - min) / (max - min) is exactly 1 at the max and 0 at the min in IEEE arithmetic; defaults are ample
     torch.testing.assert_close(cam.flatten(2).amax(-1), torch.ones(2, 3))
     torch.testing.assert_close(cam.flatten(2).amin(-1), torch.zeros(2, 3))
     torch.testing.assert_close(cam, model.scaled_cam(x))  # dropout off
