@@ -4,13 +4,14 @@ MLflow layout written by the sweep launcher (``sweeps/launch.py``) and the trial
 (``trainables/trainable.py``): experiment = sweep name; one parent run per launch with tag
 ``arx.role=sweep`` (+ ``arx.objectives`` JSON, ``arx.tune_name``, artifact ``sweep.yaml``); one child run per
 trial with tags ``mlflow.parentRunId``, ``arx.role=trial``, ``arx.trial_id``, ``arx.regime``, ``arx.dataset``,
-``arx.backbone``, ``arx.status`` (completed | failed | running) and ``arx.failure_reason``.
+``arx.backbone``, ``arx.status`` (completed | failed | pruned | running) and ``arx.failure_reason``.
 
 The trial table has one row per trial and these columns:
 
 * ``run_id``, ``run_name``, ``trial_id``, ``regime``, ``dataset``, ``backbone``, ``status``
-  (``completed`` | ``failed`` | ``running``), ``failure_reason``, ``parent_run_id``, ``experiment_id``,
-  ``start_time`` (pandas Timestamp, UTC), ``run_link`` (MLflow UI URL, empty without a run id);
+  (``completed`` | ``failed`` | ``pruned`` | ``running``), ``failure_reason``, ``parent_run_id``, ``experiment_id``,
+  ``start_time`` (pandas Timestamp, UTC), ``run_link`` (MLflow UI URL, empty without a run id); pruned trials
+  (stopped at an early-stopping rung) also ``rung`` and ``device_seconds_saved``;
 * every final metric under its key (``acc/top1``, ``robust/pgd``, ``train/loss`` = last epoch, ...);
 * every parameter as ``params.<flattened name>`` (``params.regime.params.eps``, ``params.optim.lr``), with
   numbers converted back from MLflow's strings when a whole column parses as numbers.

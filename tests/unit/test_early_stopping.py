@@ -102,3 +102,22 @@ def test_constraints_on_rung_keys_and_nan():
     assert s.record_of("x", {"rung": 1}).is_nan
     s.on_trial_result(None, _trial("ok"), _res(1, 0.31, 0.1))
     assert s.on_trial_result(None, _trial("bad"), _res(1, 0.29, 1.0)) == TrialScheduler.STOP
+
+
+def test_the_report_lists_pruned_trials_apart_and_never_on_a_front():
+    import pandas as pd
+
+    from analysis.report import analyse, render_html
+
+    df = pd.DataFrame([
+        {"trial_id": "a", "regime": "standard", "status": "completed", "acc/top1": 0.9, "acc/top5": 1.0},
+        {"trial_id": "b", "regime": "standard", "status": "completed", "acc/top1": 0.8, "acc/top5": 0.9},
+        {"trial_id": "p", "regime": "fgsm_at", "status": "pruned", "rung": 2, "device_seconds_saved": 12.0},
+        {"trial_id": "f", "regime": "fgsm_at", "status": "failed", "failure_reason": "NaN loss"}])
+    a = analyse(df, [("acc/top1", "max"), ("acc/top5", "max")])
+    assert list(a.pruned["trial_id"]) == ["p"] and list(a.failed["trial_id"]) == ["f"]
+    assert "p" not in set(a.front["trial_id"])
+    row = a.regime_summary.set_index("regime").loc["fgsm_at"]
+    assert (row["pruned"], row["failed"], row["completed"]) == (1, 1, 0)
+    html = render_html(a, {"sweep": "s"}, [], [], [])
+    assert "<b>1</b> pruned" in html and "Pruned trials" in html and "~12 device-seconds saved" in html
