@@ -64,12 +64,30 @@ def fetch(dest: Path, base_url: str = BASE_URL, archives: dict = ARCHIVES) -> Pa
     return dest
 
 
+ENRICHED = "visual-layer/oxford-iiit-pet-vl-enriched"
+
+
+def fetch_enriched(dest: Path, repo: str = ENRICHED) -> Path:
+    """The enriched release (whole-pet boxes, ``params.boxes: whole``): its parquet files into ``dest/data/``.
+
+    Needs hub access and ``huggingface_hub`` (installed with arx's dependencies via timm)."""
+    if sorted(dest.glob("data/test-*.parquet")) and sorted(dest.glob("data/train-*.parquet")):
+        return dest
+    from huggingface_hub import snapshot_download
+
+    print(f"fetch_pets: hf://datasets/{repo} -> {dest}", file=sys.stderr)
+    snapshot_download(repo, repo_type="dataset", local_dir=dest, allow_patterns=["data/*.parquet"])
+    return dest
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dest", type=Path, help="dataset.root of the sweep, e.g. /data/oxford-iiit-pet")
     p.add_argument("--base-url", default=BASE_URL)
+    p.add_argument("--enriched", action="store_true",
+                   help=f"fetch the enriched release {ENRICHED} (parquet; pets params.boxes: whole) instead")
     args = p.parse_args(argv)
-    fetch(args.dest, args.base_url)
+    fetch_enriched(args.dest) if args.enriched else fetch(args.dest, args.base_url)
 
 
 if __name__ == "__main__":

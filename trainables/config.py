@@ -81,6 +81,8 @@ class DatasetConfig(Strict):
     skip_corrupt: bool = Field(False, description="leave unreadable image files out (warned, count tagged "
                                                   "arx.dataset.skipped_corrupt) instead of failing the trial")
     params: dict[str, Any] = Field(default_factory=dict, description="dataset-specific settings")
+    augment: Literal["none", "flip", "cifar", "imagenet"] | None = Field(
+        None, description="training augmentation preset (trainables/data/augment.py); null: the dataset's default")
 
     @model_validator(mode="after")
     def _known(self):
@@ -245,6 +247,13 @@ class ExplainEvalConfig(Strict):
         return v
 
 
+class ShiftConfig(Strict):
+    """One distribution-shift evaluation: the trained model's accuracy on ``dataset``'s test split."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="logged as shift/<name>/acc")
+    dataset: DatasetConfig
+
+
 class EvalConfig(Strict):
     groups: tuple[GroupName, ...] = Field(
         ("accuracy",), description="groups of registered metric families to run (accuracy, robustness, explain, ...)")
@@ -255,6 +264,16 @@ class EvalConfig(Strict):
     explain: ExplainEvalConfig = Field(default_factory=ExplainEvalConfig)
     params: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="settings of families with their own section, by family name")
+    shift: tuple[ShiftConfig, ...] = Field(
+        (), description="datasets to evaluate the trained model on (same classes): shift/<name>/acc, accuracy group")
+
+    @field_validator("shift")
+    @classmethod
+    def _shift_classes(cls, v):
+        names = [s.name for s in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"evaluation.shift: names must be unique, got {names}")
+        return v
 
     @field_validator("params")
     @classmethod
@@ -309,6 +328,14 @@ class TrialConfig(Strict):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     rungs: RungConfig = Field(default_factory=RungConfig)
+
+    @model_validator(mode="after")
+    def _shift_classes(self):
+        from trainables.evaluation.shift import class_count_problem
+
+        if self.evaluation.shift and (problem := class_count_problem(self)):
+            raise ValueError(problem)
+        return self
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod

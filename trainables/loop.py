@@ -181,10 +181,10 @@ def train_fn_per_worker(loop_config: dict) -> None:
     train_set, test_set = data.split("train"), data.split("test")
     if skipped := sum(map(len, data.skipped.values())):  # dataset.skip_corrupt left files out
         tracker.set_tags({"arx.dataset.skipped_corrupt": skipped})
-    torch.manual_seed(cfg.seed)  # the same initialisation on every rank
-    model, regime = build_model_and_regime(cfg, data.num_classes, data.in_chans)
     if (unboxed := getattr(data, "unboxed", {}).get("test")) is not None:  # pets boxes: whole, no cat/dog box
         tracker.set_tags({"arx.dataset.unboxed": unboxed})
+    torch.manual_seed(cfg.seed)  # the same initialisation on every rank
+    model, regime = build_model_and_regime(cfg, data.num_classes, data.in_chans)
     model = model.to(device)
     if device.type == "cuda" and cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)

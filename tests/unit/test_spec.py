@@ -50,7 +50,7 @@ def test_every_embedded_config_loads(name):
     base = spec.trial_base()
     assert isinstance(base, TrialConfig) and base.name == spec.name
     for o in spec.objectives:  # every objective is produced by a configured evaluation group
-        assert o.key.split("/")[0] in {"acc", "robust", "explain"}
+        assert o.key.split("/")[0] in {"acc", "robust", "explain", "shift"}
     assert len(spec.modes) == len(spec.metric_names) and set(spec.modes) <= {"max", "min"}
 
 

@@ -11,6 +11,9 @@
 Labels: the 37 breeds (``params.target = "breed"``) or cat/dog (``"species"``). VOC boxes are 1-based
 inclusive pixel indices, so the continuous box is (xmin - 1, ymin - 1, xmax, ymax). Masks (trimap != 2,
 i.e. pet and its border) are used when the trimap exists and ``params.masks`` is on.
+
+``params.boxes: whole`` reads the enriched release instead (its parquet files under ``root/data/``), whose
+boxes cover the whole pet: see ``trainables/data/pets_enriched.py`` for the layout and the box convention.
 """
 from __future__ import annotations
 
@@ -33,6 +36,8 @@ class PetsParams(BaseModel):
 
     target: Literal["breed", "species"] = "breed"
     masks: bool = True
+    boxes: Literal["head", "whole"] = "head"  # whole: the enriched release's YOLOv8 boxes (pets_enriched.py)
+    bbox_format: Literal["xyxy", "xywh"] = "xyxy"  # of label_bbox_enriched's bbox (boxes: whole)
 
 
 def voc_box(path: Path) -> tuple[float, float, float, float]:
@@ -59,6 +64,10 @@ class Pets(DatasetSpec):
     has_boxes = True
     has_masks = True
 
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.unboxed: dict[str, int] = {}  # split -> images without a whole-pet box (boxes: whole)
+
     @property
     def num_classes(self) -> int:
         return 37 if self.params.target == "breed" else 2
@@ -67,6 +76,10 @@ class Pets(DatasetSpec):
     def class_names(self) -> list[str]:
         if self.params.target == "species":
             return ["cat", "dog"]
+        if self.params.boxes == "whole":
+            from trainables.data.pets_enriched import BREEDS
+
+            return list(BREEDS)
         names = {int(cid): name.rsplit("_", 1)[0] for _, (name, cid, _, _) in self._rows("list.txt")}
         return [names.get(i + 1, str(i)) for i in range(37)]
 
@@ -76,6 +89,12 @@ class Pets(DatasetSpec):
 
     def load(self, split: Split) -> FileSplit:
         root = Path(self.cfg.root)
+        if self.params.boxes == "whole":
+            from trainables.data.pets_enriched import load_enriched
+
+            ds = load_enriched(root, split, self.cfg.image_size, self.params.target, self.params.bbox_format)
+            self.unboxed[split] = ds.unboxed
+            return ds
         self._rows("list.txt")  # the layout check: list.txt must be there and well formed
         file = "trainval.txt" if split == "train" else "test.txt"
         images = need(root / "images", "pets", LAYOUT, "dir")

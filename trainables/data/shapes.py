@@ -9,8 +9,11 @@ and dark on bright ones.
 
 Spurious cue (a bias test like Waterbirds): with ``spurious_corr = p > 0`` every background is tinted with
 one of ``num_classes`` palette hues; in train the tint is the class's own hue with probability ``p``
-(otherwise a uniformly random palette hue), in test it is always uniformly random. ``p = 0`` (default):
-the tint hue is continuous and random everywhere.
+(otherwise a uniformly random palette hue), in test it is uniformly random (``test_cue: true``: drawn like
+train, the in-distribution test). ``p = 0`` (default): the tint hue is continuous and random everywhere.
+Train with the cue and ``test_cue: true``, and list the same data without ``test_cue`` under
+``evaluation.shift``: the test images are the same shapes (the same random stream), only the tint differs,
+so ``acc/top1`` minus ``shift/<name>/acc`` is the model's reliance on the cue (``sweeps/configs/shapes_bias.yaml``).
 
 Everything is drawn vectorised with numpy from ``dataset.seed`` (train and test use independent streams),
 well under a second per 1000 images at 64 px, and stored as uint8 in a ``TensorSplit``.
@@ -74,6 +77,8 @@ class ShapesParams(BaseModel):
     min_size: float = Field(0.25, gt=0, le=1, description="smallest object side, fraction of the image side")
     max_size: float = Field(0.5, gt=0, le=1, description="largest object side, fraction of the image side")
     spurious_corr: float = Field(0.0, ge=0, le=1, description="P(background tint = class tint) in train; 0 = off")
+    test_cue: bool = Field(False, description="draw the test split with the training cue too (in-distribution); "
+                                              "default: without it (the bias test, e.g. as an evaluation.shift)")
     tint: float = Field(0.3, ge=0, le=1, description="strength of the background colour tint")
     noise: float = Field(0.03, ge=0, le=0.5, description="std of the per-pixel luminance noise")
 
@@ -182,7 +187,7 @@ class Shapes(DatasetSpec):
     def _generate(self, split: Split) -> TensorSplit:
         p, side = self.params, self.cfg.image_size
         n = p.n_train if split == "train" else p.n_test
-        corr = p.spurious_corr if split == "train" else 0.0
+        corr = p.spurious_corr if split == "train" or p.test_cue else 0.0
         rng = np.random.default_rng([self.cfg.seed, 0 if split == "train" else 1])
         chunk = max(1, _PIXELS_PER_CHUNK // (side * side))
         parts = [render(rng, min(chunk, n - i), side, p, corr) for i in range(0, n, chunk)]

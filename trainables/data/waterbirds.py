@@ -31,6 +31,7 @@ class WaterbirdsParams(BaseModel):
 
     cub_root: Path | None = None
     test_split: Literal["val", "test"] = "test"
+    target: Literal["waterbird", "species"] = "waterbird"  # species: CUB's 200 classes (img_filename NNN.Name/)
 
 
 def read_metadata(path: Path) -> list[dict]:
@@ -54,6 +55,15 @@ def read_metadata(path: Path) -> list[dict]:
     return rows
 
 
+def _species(img_filename: str) -> int:
+    """CUB's 0-based class of a Waterbirds image from its folder ``NNN.Name/``."""
+    try:
+        return int(img_filename.split("/")[0].split(".")[0]) - 1
+    except ValueError:
+        raise DatasetError(f"waterbirds: img_filename {img_filename!r} does not start with CUB's NNN.Name/ folder "
+                           f"(needed by params.target: species)") from None
+
+
 class WaterbirdsSplit(FileSplit):
     """A ``FileSplit`` that also knows each image's background (0 land, 1 water) for group metrics."""
 
@@ -74,10 +84,14 @@ class Waterbirds(DatasetSpec):
 
     @property
     def num_classes(self) -> int:
-        return 2
+        return 200 if self.params.target == "species" else 2
 
     @property
     def class_names(self) -> list[str]:
+        if self.params.target == "species":  # CUB's names, from the image folders (001.Black_footed_Albatross)
+            rows = read_metadata(Path(self.cfg.root) / "metadata.csv")
+            names = {_species(r["img_filename"]): r["img_filename"].split("/")[0].split(".", 1)[-1] for r in rows}
+            return [names.get(i, str(i)) for i in range(200)]
         return ["landbird", "waterbird"]
 
     def load(self, split: Split) -> WaterbirdsSplit:
@@ -90,7 +104,8 @@ class Waterbirds(DatasetSpec):
             if row["split"] != want:
                 continue
             path = need(root / row["img_filename"], "waterbirds", "an image listed in metadata.csv", "file")
-            records.append(Record(path, row["y"], boxes.get(row["img_filename"])))
+            label = _species(row["img_filename"]) if self.params.target == "species" else row["y"]
+            records.append(Record(path, label, boxes.get(row["img_filename"])))
             places.append(row["place"])
         if not records:
             raise DatasetError(f"waterbirds: {root / 'metadata.csv'} has no rows with split {want}; expected {LAYOUT}")

@@ -7,6 +7,7 @@ MLflow metric names are exactly these keys. ``group`` is the evaluation group wh
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -58,7 +59,21 @@ _TABLE = [
     MetricKey("cost/eval_seconds", "min", "cost", "seconds spent in the final evaluation"),
 ]
 
-KEYS: dict[str, MetricKey] = {m.key: m for m in _TABLE}
+class _Keys(dict):
+    """The table, plus the per-config family of shift keys ``shift/<name>/acc`` (``evaluation.shift``)."""
+
+    _SHIFT = re.compile(r"^shift/[A-Za-z0-9_.-]+/acc$")
+
+    def __contains__(self, key) -> bool:
+        return dict.__contains__(self, key) or (isinstance(key, str) and bool(self._SHIFT.match(key)))
+
+    def __missing__(self, key: str) -> MetricKey:
+        if isinstance(key, str) and self._SHIFT.match(key):
+            return MetricKey(key, "max", "accuracy", "top-1 accuracy on an evaluation.shift dataset")
+        raise KeyError(key)
+
+
+KEYS: dict[str, MetricKey] = _Keys({m.key: m for m in _TABLE})
 
 
 def register_key(metric: MetricKey) -> MetricKey:
