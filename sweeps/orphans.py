@@ -19,19 +19,27 @@ import ray
 from ray import tune
 
 
-def orphaned_groups() -> list[str]:
-    """Hex ids of live placement groups created by an actor that is now dead (not detached)."""
+def actor_groups(dead_only: bool = True) -> list[str]:
+    """Hex ids of this job's live, non-detached placement groups created by an actor (a Train controller);
+    ``dead_only``: only those whose creating actor is dead (orphans)."""
     from ray._private.state import state
     from ray.core.generated import gcs_pb2
 
     accessor = state._connect_and_get_accessor()  # Ray 2.60: the GCS table, no dashboard needed
     nil, out = ray.ActorID.nil().binary(), []  # a group made by a driver has the nil (all 0xff) creator actor
+    job = ray.get_runtime_context().get_job_id()
     for raw in accessor.get_placement_group_table():
         pg = gcs_pb2.PlacementGroupTableData.FromString(raw)
-        if (pg.creator_actor_dead and pg.creator_actor_id and pg.creator_actor_id != nil and not pg.is_detached
+        if (pg.creator_actor_id and pg.creator_actor_id != nil and not pg.is_detached
+                and pg.creator_job_id.hex() == job and (pg.creator_actor_dead or not dead_only)
                 and pg.state != gcs_pb2.PlacementGroupTableData.REMOVED):
             out.append(pg.placement_group_id.hex())
     return out
+
+
+def orphaned_groups() -> list[str]:
+    """Hex ids of this job's live placement groups created by an actor that is now dead (not detached)."""
+    return actor_groups(dead_only=True)
 
 
 def release_orphaned_groups() -> int:
@@ -46,11 +54,20 @@ def release_orphaned_groups() -> int:
 class ReleaseOrphans(tune.Callback):
     """Tune callback: ``release_orphaned_groups`` at most every ``period_s`` seconds of the sweep loop."""
 
-    def __init__(self, period_s: float = 1.0):
-        self.period_s, self._last = period_s, 0.0
+    def __init__(self, period_s: float = 1.0, final_wait_s: float = 30.0):
+        self.period_s, self.final_wait_s, self._last = period_s, final_wait_s, 0.0
 
     def on_step_end(self, iteration, trials, **info):
         now = time.monotonic()
         if now - self._last >= self.period_s:
             self._last = now
             release_orphaned_groups()
+
+    def on_experiment_end(self, trials, **info):
+        """Every trial has ended: wait (bounded) for the last stopped controllers to die and release their groups,
+        so a driver that lives on (a notebook, a test session) gets its CPUs back."""
+        deadline = time.monotonic() + self.final_wait_s
+        while actor_groups(dead_only=False) and time.monotonic() < deadline:
+            release_orphaned_groups()
+            time.sleep(0.2)
+        release_orphaned_groups()

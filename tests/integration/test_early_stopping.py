@@ -85,6 +85,9 @@ def test_early_stopped_sweep_tells_the_truth_everywhere(ray_cluster, tmp_path):
     assert not set(a.front["trial_id"]) & set(pruned)
     html = render_html(a, {"sweep": "it-es"}, [], [], [])
     assert "Pruned trials" in html and f"<b>{len(pruned)}</b> pruned" in html
+    from sweeps.orphans import actor_groups
+
+    assert not actor_groups(dead_only=False)  # the stopped trials' Train groups were released
 
 
 def _replayed_decisions_match(table: dict, eta: int, modes) -> bool:
