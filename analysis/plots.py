@@ -6,7 +6,9 @@ dominance. Libraries are imported inside the functions (``import analysis.plots`
 matplotlib figures are ``matplotlib.figure.Figure`` objects rendered with Agg (no pyplot state).
 
 Conventions: one colour per regime (``regime_colors``, the same in PNGs and plotly), points off the front
-faded, front points opaque with a dark edge, the knee marked with a star.
+faded, front points opaque with a dark edge, the knee marked with a star. Trials pruned by early stopping
+(``pruned``) are drawn at their last rung's values (``rung/<key>``) as faded grey crosses: never on a front,
+their values come from the rung subset, not the final evaluation.
 """
 from __future__ import annotations
 
@@ -21,6 +23,19 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#17becf"]
 FADED_ALPHA = 0.25
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
+
+
+def pruned_xy(pruned: pd.DataFrame | None, *keys: str) -> list[np.ndarray]:
+    """The pruned trials' last rung values of ``keys`` (rows with every key finite), one array per key."""
+    cols = [f"rung/{k}" for k in keys]
+    if pruned is None or not len(pruned) or not all(c in pruned.columns for c in cols):
+        return [np.array([]) for _ in keys]
+    vals = pruned[cols].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    vals = vals[np.isfinite(vals).all(axis=1)]
+    return [vals[:, i] for i in range(len(keys))]
+
+
+PRUNED_LABEL = "pruned (last rung)"
 
 
 def regime_colors(regimes: Sequence[str]) -> dict[str, str]:
@@ -90,10 +105,14 @@ def _hover(points: pd.DataFrame, hover_cols: Sequence[str]) -> list[str]:
 # 2-D fronts
 # ---------------------------------------------------------------------------------------------------
 def front_2d_png(points: pd.DataFrame, x: str, y: str, x_dir: str, y_dir: str, on_front: np.ndarray,
-                 colors: dict[str, str], path: Path, knee: Any = None, title: str | None = None) -> Path:
+                 colors: dict[str, str], path: Path, knee: Any = None, title: str | None = None,
+                 pruned: pd.DataFrame | None = None) -> Path:
     """Scatter of ``points`` (rows = valid trials) on ``x`` × ``y``; ``on_front`` = the pair's front mask."""
     fig, ax = _new_fig(5.2, 4.2)
     on_front = np.asarray(on_front, dtype=bool)
+    px, py = pruned_xy(pruned, x, y)
+    if len(px):
+        ax.scatter(px, py, marker="x", s=26, color="#888888", alpha=0.5, linewidths=1, label=PRUNED_LABEL)
     for regime in sorted(points["regime"].astype(str).unique()):
         sel = (points["regime"].astype(str) == regime).to_numpy()
         c = colors.get(regime, "#333333")
@@ -120,11 +139,16 @@ def front_2d_png(points: pd.DataFrame, x: str, y: str, x_dir: str, y_dir: str, o
 
 def front_2d_plotly(points: pd.DataFrame, x: str, y: str, x_dir: str, y_dir: str, on_front: np.ndarray,
                     colors: dict[str, str], knee: Any = None, hover_cols: Sequence[str] = (),
-                    title: str | None = None):
+                    title: str | None = None, pruned: pd.DataFrame | None = None):
     import plotly.graph_objects as go
 
     on_front = np.asarray(on_front, dtype=bool)
     fig = go.Figure()
+    px, py = pruned_xy(pruned, x, y)
+    if len(px):
+        fig.add_trace(go.Scatter(x=px.tolist(), y=py.tolist(), mode="markers", name=PRUNED_LABEL,
+                                 marker=dict(symbol="x", color="#888888", size=7, opacity=0.5),
+                                 hovertemplate="pruned: last rung %{x:.3f}, %{y:.3f}<extra></extra>"))
     text = np.asarray(_hover(points, hover_cols), dtype=object)
     for regime in sorted(points["regime"].astype(str).unique()):
         sel = (points["regime"].astype(str) == regime).to_numpy()

@@ -252,9 +252,12 @@ def _figures(a: SweepAnalysis, out_dir: Path, png: bool = True) -> tuple[list[tu
     for (x, y), mask in a.pair_fronts.items():
         cap = (f"{y} vs {x}: the front of this pair drawn as a line, trials off it faded; the star is the knee "
                "of the full front")
-        figs.append(("fronts", cap, plots.front_2d_plotly(valid, x, y, dirs[x], dirs[y], mask, colors, knee, hover)))
+        if a.pruned is not None and len(a.pruned):
+            cap += "; grey crosses: pruned trials at their last rung (rung-subset values, never on a front)"
+        figs.append(("fronts", cap, plots.front_2d_plotly(valid, x, y, dirs[x], dirs[y], mask, colors, knee, hover,
+                                                          pruned=a.pruned)))
         save(plots.front_2d_png, valid, x, y, dirs[x], dirs[y], mask, colors,
-             out_dir / f"front_{_slug(x)}__{_slug(y)}.png", knee)
+             out_dir / f"front_{_slug(x)}__{_slug(y)}.png", knee, pruned=a.pruned)
     if len(a.objectives) >= 3:
         keys3 = a.keys[:3]
         on = valid["on_front"].to_numpy(bool) if len(a.objectives) == 3 else pareto.non_dominated(
