@@ -6,7 +6,8 @@ dominance. Libraries are imported inside the functions (``import analysis.plots`
 matplotlib figures are ``matplotlib.figure.Figure`` objects rendered with Agg (no pyplot state).
 
 Conventions: one colour per regime (``regime_colors``, the same in PNGs and plotly), points off the front
-faded, front points opaque with a dark edge, the knee marked with a star. Trials pruned by early stopping
+faded, front points opaque with a dark edge, the knee marked with a star; where the points are setting means over
+several seeds (``"<key> sd"`` columns, ``analysis/seeds.py``), ± 1 sd error bars on every front plot. Trials pruned by early stopping
 (``pruned``) are drawn at their last rung's values (``rung/<key>``) as faded grey crosses: never on a front,
 their values come from the rung subset, not the final evaluation.
 """
@@ -36,6 +37,28 @@ def pruned_xy(pruned: pd.DataFrame | None, *keys: str) -> list[np.ndarray]:
 
 
 PRUNED_LABEL = "pruned (last rung)"
+
+
+def sd(points: pd.DataFrame, part: np.ndarray, key: str) -> np.ndarray | None:
+    """The ``"<key> sd"`` values of ``part`` (seeds aggregated, ``analysis/seeds.py``; NaN -> 0), or None."""
+    col = key + " sd"
+    if col not in points.columns:
+        return None
+    return np.nan_to_num(pd.to_numeric(points.loc[part, col], errors="coerce").to_numpy(float))
+
+
+def plotly_err(points: pd.DataFrame, part: np.ndarray, key: str) -> dict | None:
+    e = sd(points, part, key)
+    return None if e is None else dict(type="data", array=e.tolist(), visible=True, thickness=1, width=3)
+
+
+def png_errorbars(ax, points: pd.DataFrame, part: np.ndarray, keys: Sequence[str], color: str, alpha: float) -> None:
+    """± 1 sd bars behind the markers of ``part`` (2-D; nothing without sd columns)."""
+    errs = [sd(points, part, k) for k in keys]
+    if all(e is None for e in errs) or not part.any():
+        return
+    ax.errorbar(points.loc[part, keys[0]], points.loc[part, keys[1]], xerr=errs[0], yerr=errs[1], fmt="none",
+                ecolor=color, alpha=alpha, elinewidth=0.8, capsize=2, zorder=1)
 
 
 def regime_colors(regimes: Sequence[str]) -> dict[str, str]:
@@ -116,6 +139,8 @@ def front_2d_png(points: pd.DataFrame, x: str, y: str, x_dir: str, y_dir: str, o
     for regime in sorted(points["regime"].astype(str).unique()):
         sel = (points["regime"].astype(str) == regime).to_numpy()
         c = colors.get(regime, "#333333")
+        png_errorbars(ax, points, sel & ~on_front, (x, y), c, FADED_ALPHA)
+        png_errorbars(ax, points, sel & on_front, (x, y), c, 0.8)
         ax.scatter(points.loc[sel & ~on_front, x], points.loc[sel & ~on_front, y], s=28, color=c,
                    alpha=FADED_ALPHA, linewidths=0)
         ax.scatter(points.loc[sel & on_front, x], points.loc[sel & on_front, y], s=46, color=c,
@@ -159,6 +184,7 @@ def front_2d_plotly(points: pd.DataFrame, x: str, y: str, x_dir: str, y_dir: str
                 continue
             fig.add_trace(go.Scatter(
                 x=points.loc[part, x].tolist(), y=points.loc[part, y].tolist(), mode="markers",
+                error_x=plotly_err(points, part, x), error_y=plotly_err(points, part, y),
                 name=regime, legendgroup=regime, showlegend=first,
                 marker=dict(color=c, size=size, opacity=opacity, line=dict(width=line, color="#222222")),
                 text=text[part].tolist(), hovertemplate="%{text}<extra></extra>"))
@@ -197,7 +223,8 @@ def front_3d_plotly(points: pd.DataFrame, keys: Sequence[str], dirs: Sequence[st
                 continue
             fig.add_trace(go.Scatter3d(
                 x=points.loc[part, x].tolist(), y=points.loc[part, y].tolist(), z=points.loc[part, z].tolist(),
-                mode="markers", name=regime + suffix, legendgroup=regime, opacity=opacity,
+                error_x=plotly_err(points, part, x), error_y=plotly_err(points, part, y),
+                error_z=plotly_err(points, part, z), mode="markers", name=regime + suffix, legendgroup=regime, opacity=opacity,
                 marker=dict(color=c, size=size, line=dict(width=1 if opacity == 1 else 0, color="#222222")),
                 text=text[part].tolist(), hovertemplate="%{text}<extra></extra>"))
     if knee is not None and knee in points.index:
@@ -218,6 +245,11 @@ def front_3d_png(points: pd.DataFrame, keys: Sequence[str], dirs: Sequence[str],
     for regime in sorted(points["regime"].astype(str).unique()):
         sel = (points["regime"].astype(str) == regime).to_numpy()
         c = colors.get(regime, "#333333")
+        for part, alpha in ((sel & ~on_front, FADED_ALPHA), (sel & on_front, 0.8)):
+            errs = [sd(points, part, k) for k in (x, y, z)]
+            if part.any() and errs[0] is not None:
+                ax.errorbar(points.loc[part, x], points.loc[part, y], points.loc[part, z], xerr=errs[0], yerr=errs[1],
+                            zerr=errs[2], fmt="none", ecolor=c, alpha=alpha, elinewidth=0.8)
         ax.scatter(points.loc[sel & ~on_front, x], points.loc[sel & ~on_front, y], points.loc[sel & ~on_front, z],
                    color=c, alpha=FADED_ALPHA, s=18)
         ax.scatter(points.loc[sel & on_front, x], points.loc[sel & on_front, y], points.loc[sel & on_front, z],
@@ -374,6 +406,7 @@ def objective_plotly(points: pd.DataFrame, key: str, direction: str, on_front: n
         for part, opacity, size in ((sel & ~on_front, 0.45, 9), (sel & on_front, 1.0, 13)):
             if part.any():
                 fig.add_trace(go.Scatter(x=[regime] * int(part.sum()), y=points.loc[part, key].tolist(), mode="markers",
+                                         error_y=plotly_err(points, part, key),
                                          name=regime + ("" if opacity == 1 else " (others)"), opacity=opacity,
                                          marker=dict(color=colors.get(regime), size=size,
                                                      line=dict(width=1 if opacity == 1 else 0, color="#222222")),
@@ -393,6 +426,9 @@ def objective_png(points: pd.DataFrame, key: str, direction: str, on_front: np.n
         jitter = np.linspace(-0.15, 0.15, int(sel.sum())) if sel.sum() > 1 else np.zeros(int(sel.sum()))
         vals = points.loc[sel, key].to_numpy(float)
         front = on_front[sel]
+        e = sd(points, sel, key)
+        if e is not None:
+            ax.errorbar(i + jitter, vals, yerr=e, fmt="none", ecolor=colors.get(regime), alpha=0.6, capsize=2)
         ax.scatter(i + jitter[~front], vals[~front], color=colors.get(regime), alpha=0.45, s=24)
         ax.scatter(i + jitter[front], vals[front], color=colors.get(regime), edgecolors="#222222", s=46)
     ax.set_xticks(range(len(regimes)))

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from analysis import pareto
+from analysis import pareto, seeds
 from analysis.pareto import NearBest, Objective, Pick, Threshold
 from analysis.runs import PARAM_PREFIX, SweepRef, load_sweep_runs, resolve_sweep, run_link, ui_base
 
@@ -66,6 +66,7 @@ class SweepAnalysis:
     setting_cols: list[str]
     notes: list[str] = field(default_factory=list)
     pruned: pd.DataFrame | None = None   # stopped early by the sweep's scheduler (never on a front)
+    by_setting: bool = False             # seeds repeat: ``valid``/``front`` hold setting means (analysis/seeds.py)
 
     @property
     def keys(self) -> list[str]:
@@ -159,15 +160,20 @@ def analyse(df: pd.DataFrame, objectives: Any = None, picks: Sequence[PickSpec] 
         has_all = pd.Series(False, index=completed.index)
     valid = completed[has_all]
     missing = completed[~has_all]
+    by_setting = seeds.aggregate(valid, keys, setting_cols) if keys else None
+    if by_setting is not None:
+        by_setting["settings"] = [seeds.settings_text(r, setting_cols, _settings_text) for _, r in by_setting.iterrows()]
+        repeated = int((by_setting["n"] > 1).sum())
+        notes.append(f"{repeated} setting(s) ran with several seeds: fronts, hypervolumes, the knee and the picks use "
+                     "each setting's mean over its seeds (error bars: ± 1 standard deviation; n = seeds); every "
+                     "trial is listed under All trials")
+        valid = by_setting
     df["rank"] = 0
     df["on_front"] = False
     ref_point, hv, hv_by_regime, pair_fronts, knee = None, math.nan, {}, {}, None
     front = valid.iloc[0:0]
     if len(valid) and keys:
-        ranks = pareto.pareto_ranks(valid, objs)
-        df.loc[valid.index, "rank"] = ranks
-        df.loc[valid.index, "on_front"] = ranks == 1
-        valid = df.loc[valid.index]
+        valid = _ranked(df, valid, pareto.pareto_ranks(valid, objs), by_setting is not None)
         front = valid[valid["on_front"]]
         ref_point = pareto.reference_point(valid, objs)
         hv = pareto.hypervolume(valid, objs, ref=ref_point)
@@ -192,11 +198,36 @@ def analyse(df: pd.DataFrame, objectives: Any = None, picks: Sequence[PickSpec] 
     specs = list(picks) if picks is not None else (default_picks(objs, completed) if objs else [])
     chosen = []
     for spec in specs:
-        pk = pareto.constrained_pick(completed, spec.target, spec.constraints, spec.direction)
+        pk = pareto.constrained_pick(valid if by_setting is not None else completed, spec.target, spec.constraints,
+                                     spec.direction)
         chosen.append((spec, pk))
     summary = _regime_summary(df, valid, objs, hv_by_regime)
     return SweepAnalysis(objs, df, valid, failed, missing, front, ref_point, hv, hv_by_regime, pair_fronts, knee,
-                         chosen, summary, setting_cols, notes, df[df["status"] == "pruned"])
+                         chosen, summary, setting_cols, notes, df[df["status"] == "pruned"], by_setting is not None)
+
+
+def _ranked(df: pd.DataFrame, cands: pd.DataFrame, ranks: np.ndarray, by_setting: bool) -> pd.DataFrame:
+    """``cands`` with ``rank``/``on_front``; every trial of ``df`` gets its own (or its setting's) rank."""
+    cands = cands.assign(rank=ranks, on_front=ranks == 1)
+    if not by_setting:
+        df.loc[cands.index, ["rank", "on_front"]] = cands[["rank", "on_front"]]
+        return df.loc[cands.index]
+    for _, r in cands.iterrows():
+        df.loc[r["members"], "rank"] = r["rank"]
+        df.loc[r["members"], "on_front"] = r["on_front"]
+    return cands
+
+
+def _row(a: SweepAnalysis, idx: Any) -> pd.Series:
+    """A ranked row: the setting (means over seeds) when the analysis is by setting, else the trial."""
+    return a.valid.loc[idx] if idx in a.valid.index else a.trials.loc[idx]
+
+
+def _objective_cols(a: SweepAnalysis) -> list[str]:
+    """The objective columns of a front table: with seeds aggregated, each mean followed by its sd, then n."""
+    if not a.by_setting:
+        return list(a.keys)
+    return [c for k in a.keys for c in (k, seeds.sd_col(k))] + ["n"]
 
 
 def _regime_summary(df, valid, objs, hv_by_regime) -> pd.DataFrame:
@@ -492,7 +523,7 @@ def render_html(a: SweepAnalysis, meta: dict[str, Any], figs: list[tuple[str, st
         out.append("<p>Trials no other trial beats in every objective at once (rank 1; equal trials are all kept). "
                    "Trial ids link to their MLflow runs.</p>")
         out.append(_table(a.front.sort_values(keys[0], ascending=a.objectives[0].direction == "min"),
-                          ["trial_id", "regime", *keys, "settings"], link_col="run_link"))
+                          ["trial_id", "regime", *_objective_cols(a), "settings"], link_col="run_link"))
     else:
         out.append('<p class="muted">No Pareto-optimal trial.</p>')
 
@@ -511,7 +542,7 @@ def render_html(a: SweepAnalysis, meta: dict[str, Any], figs: list[tuple[str, st
 
     out.append("<h2>Choosing settings</h2>")
     if a.knee is not None:
-        r = a.trials.loc[a.knee.index]
+        r = _row(a, a.knee.index)
         how = {"hyperplane": "farthest from the line/plane through the extreme front trials after normalising "
                              "each objective over the front (distance {d})",
                "intercepts": "farthest from the plane through the normalised axis intercepts, sum = 1 (one trial "
@@ -530,7 +561,7 @@ def render_html(a: SweepAnalysis, meta: dict[str, Any], figs: list[tuple[str, st
         rows = []
         for spec, pk in a.picks:
             if pk.found:
-                r = a.trials.loc[pk.index]
+                r = _row(a, pk.index)
                 trial = _link(str(r.get("run_link") or ""), str(r["trial_id"]))
                 vals = ", ".join(f"{k} = {_fmt(r[k])}" for k in dict.fromkeys([*keys, pk.target]) if k in r.index)
                 res = f"trial {trial} ({_e(r['regime'])}): {html.escape(vals)}; settings: {_e(r['settings']) or '(defaults)'}"
