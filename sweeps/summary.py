@@ -79,6 +79,26 @@ def pareto_rows(rows: list[dict], objectives: list[str], modes: list[str]) -> li
     return [r for r, keep in zip(done, mask) if keep]
 
 
+def setting_rows(rows: list[dict], objectives: list[str]) -> list[dict]:
+    """Completed trials that differ only in ``seed``, one row per setting (``mean ± sd`` strings, ``n``);
+    empty when no setting ran with more than one seed (``analysis/seeds.py`` is the report's version)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["status"] == "completed":
+            key = {k: v for k, v in r["params"].items() if k != "seed"}
+            groups.setdefault((r["regime"], tuple(sorted((k, repr(v)) for k, v in key.items()))), []).append(r)
+    if all(len(g) < 2 for g in groups.values()):
+        return []
+    out = []
+    for (regime, key), g in groups.items():
+        row = {"regime": regime, "n": len(g), "settings": ", ".join(f"{k}={v}" for k, v in key) or "(defaults)"}
+        for k in objectives:
+            vals = pd.Series([r[k] for r in g], dtype=float)
+            row[k] = f"{vals.mean():.4g} ± {vals.std(ddof=1):.2g}" if len(g) > 1 else f"{vals.mean():.4g}"
+        out.append(row)
+    return out
+
+
 def summarize(spec, grid, paths, parent_run_id: str, name: str) -> dict:
     from sweeps.rung_table import RungTable, table_path
 
@@ -98,6 +118,9 @@ def summarize(spec, grid, paths, parent_run_id: str, name: str) -> dict:
     if incomplete:
         console.print(rows_table("incomplete in MLflow (tracking server unreachable; deliver with `arx sync`)",
                                  incomplete, ["trial", "regime", "mlflow_pending"]))
+    if settings := setting_rows(rows, objectives):
+        console.print(rows_table("per setting over seeds (mean ± sd, n)", settings,
+                                 ["regime", *objectives, "n", "settings"]))
     front_rows = [{**r, "settings": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                               for k, v in r["params"].items()) or "(defaults)"} for r in front]
     console.print(rows_table("Pareto set (" + ", ".join(f"{k} {m}" for k, m in zip(objectives, modes)) + ")",

@@ -72,3 +72,18 @@ def test_front_figures_carry_error_bars_and_the_html_the_sd_columns(tmp_path):
     assert pngs and all(p.exists() for p in pngs)
     html = render_html(a, {"sweep": "s"}, figs, [], pngs)
     assert "<th>acc/top1 sd</th>" in html and "<th>n</th>" in html and "several seeds" in html
+
+
+def test_sweep_summary_rows_per_setting():
+    from sweeps.summary import setting_rows
+
+    def row(t, regime, seed, acc, eps=None):
+        params = {"seed": seed} | ({"eps": eps} if eps is not None else {})
+        return {"trial": t, "regime": regime, "status": "completed", "acc/top1": acc, "params": params}
+
+    rows = [row("a", "standard", 0, 0.8), row("b", "standard", 1, 0.6), row("c", "fgsm_at", 0, 0.5, 0.03),
+            {**row("d", "fgsm_at", 1, float("nan"), 0.03), "status": "failed"}]
+    out = {r["regime"]: r for r in setting_rows(rows, ["acc/top1"])}
+    assert out["standard"]["n"] == 2 and out["standard"]["acc/top1"] == f"0.7 ± {math.sqrt(0.02):.2g}"
+    assert out["fgsm_at"]["n"] == 1 and out["fgsm_at"]["settings"] == "eps=0.03"   # the failed seed is not counted
+    assert setting_rows(rows[:1] + rows[2:3], ["acc/top1"]) == []                    # no repeated seed
