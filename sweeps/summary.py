@@ -125,7 +125,11 @@ def summarize(spec, grid, paths, parent_run_id: str, name: str) -> dict:
                                               for k, v in r["params"].items()) or "(defaults)"} for r in front]
     console.print(rows_table("Pareto set (" + ", ".join(f"{k} {m}" for k, m in zip(objectives, modes)) + ")",
                              front_rows, ["trial", "regime", *objectives, "settings"]))
-    _close_parent(paths["tracking"], parent_run_id, rows, front)
+    try:
+        _close_parent(paths["tracking"], parent_run_id, rows, front)
+    except Exception as e:  # noqa: BLE001 - an unreachable tracking server must not cost the summary
+        console.print(f"MLflow unreachable at the end of the sweep ({str(e).splitlines()[0][:160]}): the parent run "
+                      f"is left open; `arx sweep {name} --resume` closes it once the server is back")
     console.print(f"results: {paths['storage']}/{name}; MLflow: {paths['tracking']} (browse with `arx ui`)")
     return {"name": name, "rows": rows, "pareto": front, "parent_run_id": parent_run_id}
 
@@ -133,7 +137,13 @@ def summarize(spec, grid, paths, parent_run_id: str, name: str) -> dict:
 def _close_parent(uri: str, run_id: str, rows: list[dict], front: list[dict]) -> None:
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=uri)
+    from trainables.outbox import quick_http
+
+    with quick_http():   # one short attempt per call: the trials' own writes are safe in their outboxes
+        _close_parent_with(MlflowClient(tracking_uri=uri), run_id, rows, front)
+
+
+def _close_parent_with(client, run_id: str, rows: list[dict], front: list[dict]) -> None:
     client.log_metric(run_id, "sweep/trials_completed", sum(r["status"] == "completed" for r in rows))
     client.log_metric(run_id, "sweep/trials_failed", sum(r["status"] == "failed" for r in rows))
     client.log_metric(run_id, "sweep/trials_pruned", sum(r["status"] == "pruned" for r in rows))
