@@ -88,14 +88,29 @@ def report(sweep_name: Optional[str] = typer.Argument(None, help="sweep name (de
 
 
 @app.command()
-def ui(results: Path = ResultsOpt, port: int = typer.Option(5000, help="port on 127.0.0.1")):
-    """Serve the MLflow UI for the results' tracking store on 127.0.0.1."""
+def ui(sweep_name: Optional[str] = typer.Argument(None, help="sweep whose trials the link shows (default: the latest)"),
+       results: Path = ResultsOpt, port: int = typer.Option(5000, help="port on 127.0.0.1"),
+       open_browser: bool = typer.Option(True, "--open/--no-open", help="open the link where a browser exists")):
+    """Serve the MLflow UI for the results' tracking store on 127.0.0.1; print (and open) the sweep's trials."""
+    import subprocess
+
+    from sweeps.mlflow_view import open_when_up, share_trials_view
+    from trainables.errors import ArxError
     from trainables.tracking import default_tracking_uri
 
-    uri = default_tracking_uri(results)
-    console.print(f"MLflow UI for {uri}\n  open http://127.0.0.1:{port}  (Ctrl-C to stop)")
-    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-                               "--host", "127.0.0.1", "--port", str(port)])
+    uri, base = default_tracking_uri(results), f"http://127.0.0.1:{port}/"
+    try:
+        path, name = share_trials_view(uri, sweep_name)
+        link, what = base + path, f"the trials of sweep {name!r}"
+    except ArxError:
+        if sweep_name:
+            raise
+        link, what = base, "the experiments (no sweep yet)"
+    console.print(f"MLflow UI for {uri}\n  {what}: {link}\n  (Ctrl-C to stop)")
+    if open_browser:
+        open_when_up(link, base + "health")
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
+    raise typer.Exit(subprocess.call(cmd))
 
 
 @app.command()

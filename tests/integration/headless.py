@@ -15,7 +15,8 @@ from pathlib import Path
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-extensions", "--mute-audio"]
+         "--disable-component-update", "--disable-sync", "--disable-extensions", "--mute-audio",
+         "--window-size=1600,1000"]  # wide enough that a grid renders every column it was given
 
 
 def free_port() -> int:
@@ -25,10 +26,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def served(cmd: list[str], probe_url: str, log: Path, timeout_s: float = 180):
+def served(cmd: list[str], probe_url: str, log: Path, timeout_s: float = 180, env: dict | None = None):
     """Run ``cmd`` (its own process group) until the block ends; wait until ``probe_url`` answers 200."""
     out = open(log, "w")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     try:
         deadline = time.monotonic() + timeout_s
         while True:
