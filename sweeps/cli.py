@@ -17,17 +17,21 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="arx: accuracy x robustness x explainability sweeps on Ray.")
 RESULTS = Path(os.environ.get("ARX_RESULTS", "arx_results"))
 ResultsOpt = typer.Option(RESULTS, "--results", help="results directory (MLflow store, Ray storage, reports)")
+VerboseOpt = typer.Option(False, "--verbose", help="also show Ray's and the libraries' own output here (always in RESULTS/logs/)")
 
 
 @app.command()
 def train(config: Optional[Path] = typer.Argument(None, help="TrialConfig YAML (default: built-in defaults)"),
           set_: List[str] = typer.Option([], "--set", help="override, e.g. --set optim.lr=0.01"),
           results: Path = ResultsOpt,
-          address: Optional[str] = typer.Option(None, help="Ray cluster address (default: local Ray)")):
+          address: Optional[str] = typer.Option(None, help="Ray cluster address (default: local Ray)"),
+          verbose: bool = VerboseOpt):
     """Run one trial through the real Ray Train path and print its final metrics."""
+    from sweeps.quiet import quiet_session
     from sweeps.single import run_single
 
-    run_single(config, set_, results, address)
+    with quiet_session(results, "train", verbose):
+        run_single(config, set_, results, address)
 
 
 @app.command()
@@ -36,16 +40,21 @@ def sweep(config: Optional[Path] = typer.Argument(None, help="sweep YAML (defaul
           dry_run: bool = typer.Option(False, "--dry-run", help="print the search space and resource plan only"),
           results: Path = ResultsOpt,
           address: Optional[str] = typer.Option(None, help="Ray cluster address (or RAY_ADDRESS)"),
-          set_: List[str] = typer.Option([], "--set", help="override a spec field, e.g. --set num_samples=4")):
+          set_: List[str] = typer.Option([], "--set", help="override a spec field, e.g. --set num_samples=4"),
+          verbose: bool = VerboseOpt):
     """Run a multi-objective sweep (Ray Tune + Optuna), tracked in MLflow. Exit status: 0 when every trial
     completed, 1 when any failed (the summary names them), 2 for a user mistake found before launching."""
     from sweeps.launch import run_sweep
+    from sweeps.quiet import log_path, quiet_session
     from sweeps.summary import failed_rows
 
-    out = run_sweep(config, results, resume=resume, dry_run=dry_run, address=address, overrides=set_)
+    with quiet_session(results, "sweep", verbose):
+        out = run_sweep(config, results, resume=resume, dry_run=dry_run, address=address, overrides=set_)
+        log = log_path()
     if out is not None and (failed := failed_rows(out["rows"])):
         err_console.print(f"arx: {len(failed)} of {len(out['rows'])} trials failed: "
-                          + ", ".join(str(r["trial"]) for r in failed), markup=False)
+                          + ", ".join(str(r["trial"]) for r in failed) + (f" (Ray's log: {log})" if log else ""),
+                          markup=False)
         raise typer.Exit(1)
 
 
@@ -68,22 +77,40 @@ def sync(results: Path = ResultsOpt,
 @app.command()
 def report(sweep_name: Optional[str] = typer.Argument(None, help="sweep name (default: the latest sweep)"),
            results: Path = ResultsOpt,
-           out: Optional[Path] = typer.Option(None, help="output directory (default: RESULTS/reports/SWEEP)")):
+           out: Optional[Path] = typer.Option(None, help="output directory (default: RESULTS/reports/SWEEP)"),
+           verbose: bool = VerboseOpt):
     """Write the Pareto-front HTML report (+ PNGs) of a sweep and log it to its MLflow parent run."""
+    from sweeps.quiet import quiet_session
     from sweeps.reporting import run_report
 
-    run_report(sweep_name, results, out)
+    with quiet_session(results, "report", verbose):
+        run_report(sweep_name, results, out)
 
 
 @app.command()
-def ui(results: Path = ResultsOpt, port: int = typer.Option(5000, help="port on 127.0.0.1")):
-    """Serve the MLflow UI for the results' tracking store on 127.0.0.1."""
+def ui(sweep_name: Optional[str] = typer.Argument(None, help="sweep whose trials the link shows (default: the latest)"),
+       results: Path = ResultsOpt, port: int = typer.Option(5000, help="port on 127.0.0.1"),
+       open_browser: bool = typer.Option(True, "--open/--no-open", help="open the link where a browser exists")):
+    """Serve the MLflow UI for the results' tracking store on 127.0.0.1; print (and open) the sweep's trials."""
+    import subprocess
+
+    from sweeps.mlflow_view import open_when_up, share_trials_view
+    from trainables.errors import ArxError
     from trainables.tracking import default_tracking_uri
 
-    uri = default_tracking_uri(results)
-    console.print(f"MLflow UI for {uri}\n  open http://127.0.0.1:{port}  (Ctrl-C to stop)")
-    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-                               "--host", "127.0.0.1", "--port", str(port)])
+    uri, base = default_tracking_uri(results), f"http://127.0.0.1:{port}/"
+    try:
+        path, name = share_trials_view(uri, sweep_name)
+        link, what = base + path, f"the trials of sweep {name!r}"
+    except ArxError:
+        if sweep_name:
+            raise
+        link, what = base, "the experiments (no sweep yet)"
+    console.print(f"MLflow UI for {uri}\n  {what}: {link}\n  (Ctrl-C to stop)")
+    if open_browser:
+        open_when_up(link, base + "health")
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
+    raise typer.Exit(subprocess.call(cmd))
 
 
 @app.command()
@@ -113,6 +140,7 @@ def bench(suites: List[str] = typer.Argument(None, help="suites to run (default:
 
 
 def main() -> None:
+    from sweeps.quiet import CommandFailed
     from trainables.errors import ArxError
 
     try:
@@ -120,6 +148,9 @@ def main() -> None:
     except ArxError as e:
         err_console.print(f"arx: error: {one_line(str(e))}", markup=False)
         sys.exit(2)
+    except CommandFailed as e:  # not a user mistake: the reason in one line, the traceback in the log
+        err_console.print(f"arx: failed: {one_line(str(e))}", markup=False)
+        sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("arx: interrupted")
         sys.exit(130)

@@ -5,10 +5,11 @@ one MLflow parent run; every trial is a nested child run created by the trial dr
 """
 from __future__ import annotations
 
-import itertools
 import json
+import math
 import os
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -26,39 +27,21 @@ from trainables.errors import ArxError, ConfigError
 from trainables.tracking import default_tracking_uri, get_or_create_experiment
 
 
-class TunedGridSampler(optuna.samplers.GridSampler):
-    """GridSampler over the *union* of the regimes' grids, for ask/tell under Tune.
-
-    Optuna's grid is the product of every parameter; with a define-by-run space that would pair regime A
-    with each value of regime B's parameters (which A never samples): duplicated trials. Here a grid point
-    is one regime with one combination of its own (and the shared ``search``) categorical values; the
-    parameters of other regimes hold a placeholder that is never suggested. ``num_samples`` bounds the
-    sweep, so never ``study.stop()`` (which Optuna only allows inside ``optimize``).
+class UnionGridSampler(optuna.samplers.BruteForceSampler):
+    """The grid over the *union* of the regimes' grids: Optuna's ``BruteForceSampler`` enumerates the
+    define-by-run space, so a point is one regime with one combination of its own (and the shared ``search``)
+    categorical values; regime A is never paired with regime B's values (a product ``GridSampler`` would).
+    Running trials count as taken, so concurrent asks under Tune do not repeat a point while one is left.
+    ``num_samples`` bounds the sweep, so the sampler never calls ``study.stop()`` (which Optuna only allows
+    inside ``optimize``); asks past the grid get random points of it.
     """
 
     def __init__(self, shared: dict[str, list], per_regime: dict[str, dict[str, list]], seed: int | None = None):
-        space = dict(shared)
-        if len(per_regime) > 1:
-            space["regime"] = list(per_regime)
-        for params in per_regime.values():
-            space.update(params)
-        super().__init__(space or {"_": [None]}, seed=seed)
-        points = []
-        for regime, params in per_regime.items():
-            own = {**shared, **params}
-            for combo in itertools.product(*own.values()):
-                point = {k: v[0] for k, v in space.items()} | dict(zip(own, combo))
-                if "regime" in space:
-                    point["regime"] = regime
-                points.append(tuple(point[k] for k in self._param_names))
-        if points and space:
-            self._all_grids = points
-            self._n_min_trials = len(points)
-            self._rng.rng.shuffle(self._all_grids)
-
-    @property
-    def size(self) -> int:
-        return self._n_min_trials
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            super().__init__(seed=seed)
+        self.size = sum(math.prod(len(v) for v in {**shared, **params}.values())
+                        for params in (per_regime or {"": {}}).values())
 
     def after_trial(self, study, trial, state, values) -> None:
         return None
@@ -74,7 +57,7 @@ def make_sampler(spec: SweepSpec, space: SearchSpace):
         return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, group=True)
     if s.name == "random":
         return optuna.samplers.RandomSampler(seed=s.seed)
-    return TunedGridSampler(_grid_choices(spec.search.items(), "search", ""),
+    return UnionGridSampler(_grid_choices(spec.search.items(), "search", ""),
                             {r: _grid_choices(ps.items(), f"regimes.{r}", f"{r}.") for r, ps in spec.regimes.items()},
                             seed=s.seed)
 

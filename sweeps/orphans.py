@@ -22,13 +22,13 @@ from ray import tune
 def actor_groups(dead_only: bool = True) -> list[str]:
     """Hex ids of this job's live, non-detached placement groups created by an actor (a Train controller);
     ``dead_only``: only those whose creating actor is dead (orphans)."""
-    from ray._private.state import state
     from ray.core.generated import gcs_pb2
 
-    accessor = state._connect_and_get_accessor()  # Ray 2.60: the GCS table, no dashboard needed
+    from sweeps.compat import placement_group_table  # Ray 2.60: the GCS table, no dashboard needed
+
     nil, out = ray.ActorID.nil().binary(), []  # a group made by a driver has the nil (all 0xff) creator actor
     job = ray.get_runtime_context().get_job_id()
-    for raw in accessor.get_placement_group_table():
+    for raw in placement_group_table():
         pg = gcs_pb2.PlacementGroupTableData.FromString(raw)
         if (pg.creator_actor_id and pg.creator_actor_id != nil and not pg.is_detached
                 and pg.creator_job_id.hex() == job and (pg.creator_actor_dead or not dead_only)

@@ -18,6 +18,9 @@ def init_ray(address: str | None = None, trial_slots: int | None = None) -> dict
     # per-epoch results carry train/* only; the objectives arrive with the final result (or the trial fails)
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")  # save the sweep's state often (kill + resume)
+    from sweeps.quiet import engage
+
+    engage()  # under the CLI: Ray's output from here on goes to the log file
     address = address or os.environ.get("RAY_ADDRESS")
     if ray.is_initialized():
         return ray.cluster_resources()

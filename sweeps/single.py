@@ -1,7 +1,9 @@
 """``arx train``: one trial through the real Ray Train path, with progress lines and a results table."""
 from __future__ import annotations
 
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import ray.train
@@ -14,20 +16,45 @@ from trainables.errors import ArxError
 
 
 class ProgressCallback(ray.train.UserCallback):
-    """Prints one line per reported epoch (rank 0's metrics) in the driver."""
+    """One line per reported epoch (rank 0's metrics). It runs in Ray Train's controller actor, whose output
+    goes to the log (sweeps/quiet.py), so the lines travel to the driver through a Ray queue (``lines``)."""
 
-    def __init__(self, epochs: int):
-        self.epochs = epochs
+    def __init__(self, epochs: int, lines):
+        self.epochs, self.lines = epochs, lines
         self.t0 = time.perf_counter()
 
     def after_report(self, run_context, metrics, checkpoint):
         m = metrics[0]
         if m.get("arx_done"):
-            console.print(f"  evaluation done  ({time.perf_counter() - self.t0:.0f} s)")
+            self.lines.put(f"  evaluation done  ({time.perf_counter() - self.t0:.0f} s)")
             return
         logs = "  ".join(f"{k.removeprefix('train/')}={fmt(v)}" for k, v in m.items()
                          if k.startswith("train/") and k not in ("train/lr",))
-        console.print(f"  epoch {m.get('epoch', 0) + 1}/{self.epochs}  {logs}")
+        self.lines.put(f"  epoch {m.get('epoch', 0) + 1}/{self.epochs}  {logs}")
+
+
+@contextmanager
+def printed_queue():
+    """A Ray queue whose lines a driver thread prints until the block ends (then the rest)."""
+    from ray.util.queue import Empty, Queue
+
+    lines, done = Queue(), threading.Event()
+
+    def pump():
+        while not (done.is_set() and lines.empty()):
+            try:
+                console.print(lines.get(timeout=0.5))
+            except Empty:
+                pass
+
+    thread = threading.Thread(target=pump, daemon=True, name="arx-progress")
+    thread.start()
+    try:
+        yield lines
+    finally:
+        done.set()
+        thread.join(timeout=10)
+        lines.shutdown()
 
 
 def run_single(config: Path | None, overrides: list[str], results: Path, address: str | None) -> dict:
@@ -42,8 +69,9 @@ def run_single(config: Path | None, overrides: list[str], results: Path, address
                   f"{cfg.resources.num_workers} worker(s), {cfg.optim.epochs} epoch(s); MLflow: {uri}")
     info = TrackingInfo(uri=uri, experiment=cfg.name, trial_id=f"train-{int(time.time())}")
     try:
-        out = fit_trial(cfg, info.trial_id, str((results / "ray").resolve()), info,
-                        callbacks=[ProgressCallback(cfg.optim.epochs)])
+        with printed_queue() as lines:
+            out = fit_trial(cfg, info.trial_id, str((results / "ray").resolve()), info,
+                            callbacks=[ProgressCallback(cfg.optim.epochs, lines)])
     except TrialFailed as e:
         raise ArxError(f"the trial failed: {e}") from None
     console.print(metrics_table(f"{cfg.name}: final metrics", out))

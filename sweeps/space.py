@@ -116,16 +116,19 @@ class ArxOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         import optuna
 
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        from sweeps.compat import optuna_search_state
+
+        trials, told, study = optuna_search_state(self)
+        if trial_id in told or trial_id not in trials:
             return
-        ot_trial = self._ot_trials[trial_id]
-        if self._ot_study._storage.get_trial(ot_trial._trial_id).state.is_finished():
-            self._completed_trials.add(trial_id)  # told before a driver restart
+        ot_trial = trials[trial_id]
+        if _finished(study, ot_trial.number):
+            told.add(trial_id)  # told before a driver restart
             return
         if trial_id in getattr(self, "_pruned", {}):
             ot_trial.set_user_attr("arx.rung", self._pruned[trial_id])
-            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
-            self._completed_trials.add(trial_id)
+            study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
+            told.add(trial_id)
             return
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
         values = [(result or {}).get(m) for m in metrics]
@@ -135,10 +138,15 @@ class ArxOptunaSearch(OptunaSearch):
                 v = _violation(c, result)
                 ot_trial.set_user_attr(f"constraint:{c}", v)
                 ot_trial.set_constraint(str(c), v)
-            self._ot_study.tell(ot_trial, values if len(values) > 1 else values[0])
+            study.tell(ot_trial, values if len(values) > 1 else values[0])
         else:
-            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
-        self._completed_trials.add(trial_id)
+            study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+        told.add(trial_id)
+
+
+def _finished(study, number: int) -> bool:
+    """Whether the study's trial ``number`` is already finished (read through the public trial list)."""
+    return any(t.number == number and t.state.is_finished() for t in study.get_trials(deepcopy=False))
 
 
 def _violation(c, result: dict) -> float:

@@ -105,10 +105,18 @@ def default_tracking_uri(results_dir: str | os.PathLike) -> str:
     return f"sqlite:///{path}"
 
 
+# MLflow 3's experiment kind (its UI's value for model training): the UI opens such an experiment on its runs
+# (not the GenAI overview of traces); MLflow 3.17's JS: ExperimentKind.CUSTOM_MODEL_DEVELOPMENT
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def get_or_create_experiment(client, name: str) -> str:
-    """Experiment id by name; a new sqlite-backed experiment stores artifacts next to the database."""
+    """Experiment id by name (marked as a model-training experiment); a new sqlite-backed experiment stores
+    artifacts next to the database."""
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if EXPERIMENT_KIND_TAG not in exp.tags:  # made before arx set the kind
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     uri = client.tracking_uri
     location = None
@@ -116,7 +124,7 @@ def get_or_create_experiment(client, name: str) -> str:
         db = uri[len("sqlite:///"):]
         location = "file://" + os.path.join(os.path.dirname(os.path.abspath(db)), "mlartifacts")
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except Exception:  # created concurrently by another trial driver
         exp = client.get_experiment_by_name(name)
         if exp is None:

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import optuna
 import pytest
 
-from sweeps.launch import TunedGridSampler, grid_note, make_sampler, redact, trial_dirname, validate_space
+from sweeps.launch import UnionGridSampler, grid_note, make_sampler, redact, trial_dirname, validate_space
 from sweeps.plan import make_plan
 from sweeps.space import ArxOptunaSearch, SearchSpace
 from sweeps.spec import embedded_configs, load_spec
@@ -158,7 +158,7 @@ def test_a_trial_told_before_a_driver_restart_is_not_told_twice(tmp_path):
 def test_grid_runs_each_regime_with_its_own_values_once():
     spec = load_spec("shapes_nag")  # 3 regimes (params fixed) x seed {0, 1}
     sampler = make_sampler(spec, SearchSpace(spec))
-    assert isinstance(sampler, TunedGridSampler) and sampler.size == 6
+    assert isinstance(sampler, UnionGridSampler) and sampler.size == 6
     runs = ask_many(spec, 7, sampler)  # one past the grid: no study.stop() outside optimize()
     points = [(d["regime"]["name"], d["seed"]) for _, d in runs[:6]]
     assert sorted(points) == sorted((r, s) for r in spec.regimes for s in (0, 1))
@@ -167,8 +167,37 @@ def test_grid_runs_each_regime_with_its_own_values_once():
 
 
 def test_grid_does_not_cross_regime_params():
-    grid = TunedGridSampler({"seed": [0, 1]}, {"a": {"a.x": [1, 2, 3]}, "b": {}}, seed=0)
+    grid = UnionGridSampler({"seed": [0, 1]}, {"a": {"a.x": [1, 2, 3]}, "b": {}}, seed=0)
     assert grid.size == 2 * 3 + 2  # not 2 x 2 x 3
+
+
+UNION = ["sampler.name=grid", "search={seed: {type: categorical, choices: [0, 1]}}",
+         "regimes={standard: {}, topgap: {k_frac: {type: categorical, choices: [0.03125, 0.125, 0.5]}}}"]
+UNION_POINTS = sorted([("standard", s, None) for s in (0, 1)]
+                      + [("topgap", s, k) for s in (0, 1) for k in (0.03125, 0.125, 0.5)])
+
+
+def _point(trial):
+    return (trial.params["regime"], trial.params["seed"], trial.params.get("topgap.k_frac"))
+
+
+@pytest.mark.parametrize("concurrent", [False, True])
+def test_grid_enumerates_the_union_once_also_with_running_trials(concurrent):
+    """8 points (2 seeds x standard + 2 seeds x 3 k_frac x topgap): 8 asks give each exactly once, whether each
+    trial is told before the next ask or all 8 are still running (Tune asks while trials run)."""
+    spec = load_spec(None, overrides=UNION)
+    sampler = make_sampler(spec, SearchSpace(spec))
+    assert sampler.size == len(UNION_POINTS) == 8
+    study, space, trials = optuna.create_study(sampler=sampler), SearchSpace(spec), []
+    for _ in range(8):
+        trials.append(study.ask())
+        space(trials[-1])
+        if not concurrent:
+            study.tell(trials[-1], 0.0)
+    assert sorted(map(_point, trials)) == UNION_POINTS
+    extra = study.ask()  # past the grid: a point of it again, and no study.stop() outside optimize()
+    space(extra)
+    assert _point(extra) in UNION_POINTS
 
 
 def test_grid_rejects_continuous_params():

@@ -1,0 +1,23 @@
+"""Every private Optuna / Ray attribute arx still needs, in one place (tests/unit/test_compat.py fails loudly
+when a release renames one). Everything else in arx uses public APIs only.
+
+- Ray Tune's ``OptunaSearch`` keeps its trial map, its finished set and its study in private attributes, and
+  has no public hook for telling a trial PRUNED or FAIL explicitly (``sweeps/space.py``).
+- Ray 2.60 has no public reader of the GCS placement-group table with ``creator_actor_dead`` that works without
+  the dashboard (``sweeps/orphans.py``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+def optuna_search_state(searcher) -> tuple[dict[str, Any], set[str], Any]:
+    """``(tune trial id -> optuna.Trial, told trial ids, optuna.Study)`` of a ``ray.tune`` ``OptunaSearch``."""
+    return searcher._ot_trials, searcher._completed_trials, searcher._ot_study
+
+
+def placement_group_table() -> list[bytes]:
+    """The GCS placement-group table, one serialized ``gcs_pb2.PlacementGroupTableData`` per group."""
+    from ray._private.state import state
+
+    return state._connect_and_get_accessor().get_placement_group_table()

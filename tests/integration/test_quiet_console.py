@@ -1,0 +1,42 @@
+"""``arx sweep`` (the default sweep's CLI path, shrunk with ``--set``) prints arx's lines only; Ray's own
+lines, warnings and worker tracebacks are in the log file whose path it prints."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+TINY = ["num_samples=2", "max_concurrent=2", "base.optim.epochs=2", "early_stopping.rungs=[1]",
+        "early_stopping.images=8", "base.dataset.params.n_train=64", "base.dataset.params.n_test=32",
+        "base.evaluation.num_images=8", "base.evaluation.robust.ara_images=2", "base.evaluation.robust.ara_steps=5",
+        "base.evaluation.robust.explain_images=1", "base.evaluation.explain.gallery_images=1"]
+RAY_INTERNALS = ["(raylet)", "(PlacementGroupCleaner", "core_worker", "Traceback", "SystemExit",
+                 "tensorboard", "TensorBoard", "pid=", "WARNING", "fontManager", "Configuration for experiment"]
+
+
+def test_default_sweep_console_is_arx_only(tmp_path):
+    res = tmp_path / "res"
+    cmd = [sys.executable, "-m", "sweeps.cli", "sweep", "--results", str(res)]
+    for item in TINY:
+        cmd += ["--set", item]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    console = out.stdout + out.stderr
+    leaked = [line for line in console.splitlines() if any(s in line for s in RAY_INTERNALS)]
+    assert not leaked, leaked
+    # arx's own lines are all there: the start, per-trial progress, the summary and the Pareto set
+    assert "arx sweep 'default'" in out.stdout and "[2/2] trial" in out.stdout and "Pareto set" in out.stdout
+    # the log path is printed once, at the start, and the file is under the results directory
+    logs = re.findall(r"own output goes to (\S+)", out.stdout)
+    assert len(logs) == 1 and out.stdout.index(logs[0]) < out.stdout.index("arx sweep 'default'"), out.stdout
+    log = Path(logs[0])
+    assert log.parent == (res / "logs").resolve() and log.is_file()
+    text = log.read_text(errors="replace")
+    # Ray's own output is in the log: Tune's header and TensorBoard hint, lines forwarded from Ray actors
+    assert "Configuration for experiment" in text and "tensorboard --logdir" in text, text[-3000:]
+    assert re.search(r"\((TrainController|RayTrainWorker|PlacementGroupCleaner|raylet)[^)]*\)", text), text[-3000:]
