@@ -46,3 +46,16 @@ def test_32_concurrent_trials_on_postgres_lose_nothing(tmp_path):
     # is new (checked above: no point twice). Any other database error fails the test.
     assert [line for line in pg_errors if RETRIED_BATCH not in line] == [], pg_errors[:5]
     print(f"resent metric batches: {len(pg_errors)}", file=sys.stderr)
+
+
+def test_bench_tracking_rows_on_the_default_sqlite_store():
+    """``arx bench tracking``'s sqlite rows at a smoke size: the load ran against arx's default stores (MLflow
+    and Optuna in sqlite files, every trial process writing MLflow's itself) and was read back."""
+    from analysis.bench.tracking import sqlite_rows
+
+    level, cap = sqlite_rows((3,), epochs=3, epoch_s=0.3, log=lambda line: print(line, file=sys.stderr))
+    assert level["bench"] == "tracking/sqlite/3" and cap["bench"] == "tracking/sqlite/capacity"
+    assert level["errors"] == 0 and level["lost"] == 0 and level["duplicate_runs"] == 0 and level["pending"] == 0
+    assert level["optuna_told"] == 3 and level["incomplete"] == 0
+    assert level["calls"] == 3 + (3 + 2 + 1)  # a tag per trial, then one batch per epoch (3, 2 and 1 epochs)
+    assert cap["writers"] == (3 if level["holds"] else 0)
