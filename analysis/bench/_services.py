@@ -55,7 +55,27 @@ def wait_until(check, seconds: float, what: str, log: Path | None = None) -> Non
         time.sleep(0.3)
 
 
-class LocalPostgres:
+class _Service:
+    """``with`` starts it and stops it on the way out; a failed start stops what it had started."""
+
+    def start(self):
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class LocalPostgres(_Service):
     """A PostgreSQL cluster for one load run (see the module docstring)."""
 
     def __init__(self, max_connections: int = 300, keep_log: Path | None = None):
@@ -95,18 +115,8 @@ class LocalPostgres:
             shutil.copyfile(self.log, self.keep_log)
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> "LocalPostgres":
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
 
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-
-class MlflowServer:
+class MlflowServer(_Service):
     """``mlflow server`` on ``backend`` with local artifacts in ``root``; ``uri`` is its tracking URI."""
 
     def __init__(self, backend: str, root: Path, workers: int = 2):
@@ -147,13 +157,3 @@ class MlflowServer:
             except ProcessLookupError:
                 pass
             self.proc.wait()
-
-    def __enter__(self) -> "MlflowServer":
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
