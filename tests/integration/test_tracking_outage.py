@@ -6,16 +6,14 @@ import copy
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
-import urllib.request
 from pathlib import Path
 
 import mlflow
 import pytest
 
+from analysis.bench import _services as services
 from trainables.config import TrialConfig
 from trainables.outbox import PENDING
 from trainables.trainable import TrackingInfo, fit_trial
@@ -27,34 +25,11 @@ from test_faults import wait_for  # noqa: E402
 from test_spec_fuzz import run_cli  # noqa: E402
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class MlflowServer:
-    """A real ``mlflow server`` (sqlite backend, local artifacts) that the test stops and starts."""
+class MlflowServer(services.MlflowServer):
+    """A real ``mlflow server`` (sqlite backend, local artifacts) that the test kills and starts again."""
 
     def __init__(self, root: Path):
-        self.root, self.port, self.proc = root, _free_port(), None
-        self.uri = f"http://127.0.0.1:{self.port}"
-
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def start(self) -> None:
-        log = open(self.root / "server.log", "a")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-             "--artifacts-destination", f"file://{self.root / 'artifacts'}", "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", "1"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(self.healthy, 300, "mlflow server up", every=0.5)
+        super().__init__(f"sqlite:///{root / 'mlflow.db'}", root, workers=1)
 
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGKILL)  # the whole server: uvicorn and its job runner

@@ -142,9 +142,10 @@ def test_launcher_env_reaches_workers(launcher):
     provider, cfg = launcher
     head, workers = " ".join(cfg["head_setup_commands"]), " ".join(cfg["worker_setup_commands"])
     assert f"ARX_STORAGE_PATH={LAUNCHERS[provider]}" in head
-    assert "ARX_OPTUNA_STORAGE=postgresql://" in head and "MLFLOW_TRACKING_URI=http://" in head
+    # the driver named: SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, which the recipe does not install
+    assert "ARX_OPTUNA_STORAGE=postgresql+psycopg2://" in head and "MLFLOW_TRACKING_URI=http://" in head
     assert "MLFLOW_TRACKING_URI=http://$RAY_HEAD_IP:5000" in workers
-    assert f"--artifacts-destination {LAUNCHERS[provider]}" in head and "--backend-store-uri postgresql://" in head
+    assert f"--artifacts-destination {LAUNCHERS[provider]}" in head and "--backend-store-uri postgresql+psycopg2://" in head
     for c in cfg["head_start_ray_commands"] + cfg["worker_start_ray_commands"]:
         assert "ray start" not in c or ". ~/.arx_env" in c.split("ray start")[0], c
     assert cfg["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
@@ -446,6 +447,6 @@ def test_readme_goes_from_zero_to_report():
 def test_no_credentials_in_the_recipes():
     for path in [*CLUSTER.glob("*.yaml"), *KUBERAY.glob("*.yaml"), CLUSTER / "README.md"]:
         text = path.read_text()
-        assert not re.search(r"postgresql://[^:@/\s]+:[^$@\s]+@", text.replace("$PGPASS", "")), path
+        assert not re.search(r"postgresql(\+\w+)?://[^:@/\s]+:[^$@\s]+@", text.replace("$PGPASS", "")), path
         assert "kind: Secret" not in text, path
         assert "AKIA" not in text, path
