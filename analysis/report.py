@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import json
 import logging
 import math
 import os
@@ -216,6 +217,20 @@ def _ranked(df: pd.DataFrame, cands: pd.DataFrame, ranks: np.ndarray, by_setting
         df.loc[r["members"], "rank"] = r["rank"]
         df.loc[r["members"], "on_front"] = r["on_front"]
     return cands
+
+
+def compare_link(a: SweepAnalysis) -> str:
+    """The MLflow UI's compare view of the front's runs (every seed of a front setting), '' without run ids;
+    the route and its JSON query as MLflow's own UI builds them (``getCompareRunPageRoute``)."""
+    members = [i for idx, r in a.front.iterrows() for i in (r["members"] if a.by_setting else [idx])]
+    rows = a.trials.loc[members] if members else a.trials.iloc[0:0]
+    rows = rows[rows.get("run_id", pd.Series("", index=rows.index)).fillna("").astype(bool)] if len(rows) else rows
+    if not len(rows) or not str(rows.iloc[0].get("run_link") or ""):
+        return ""
+    base = str(rows.iloc[0]["run_link"]).split("/#/")[0]
+    runs = json.dumps(list(rows["run_id"].astype(str)), separators=(",", ":"))
+    exps = json.dumps(sorted(set(rows["experiment_id"].astype(str))), separators=(",", ":"))
+    return f"{base}/#/compare-runs?runs={runs}&experiments={exps}"
 
 
 def _row(a: SweepAnalysis, idx: Any) -> pd.Series:
@@ -522,6 +537,9 @@ def render_html(a: SweepAnalysis, meta: dict[str, Any], figs: list[tuple[str, st
     if len(a.front):
         out.append("<p>Trials no other trial beats in every objective at once (rank 1; equal trials are all kept). "
                    "Trial ids link to their MLflow runs.</p>")
+        if link := compare_link(a):
+            out.append(f'<p>{_link(link, "Compare the Pareto-optimal runs in MLflow")} (side by side: parameters, '
+                       "metrics, curves).</p>")
         out.append(_table(a.front.sort_values(keys[0], ascending=a.objectives[0].direction == "min"),
                           ["trial_id", "regime", *_objective_cols(a), "settings"], link_col="run_link"))
     else:

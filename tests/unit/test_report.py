@@ -1,6 +1,7 @@
 """analysis.runs + analysis.report against a real MLflow sqlite store laid out as the sweep launcher does."""
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -101,6 +102,12 @@ def test_write_report_html_pngs_and_mlflow(store, report):
         assert f">{tid}</a>" in pareto_table
     assert ">t1</a>" not in pareto_table
     assert "/#/experiments/" in pareto_table and store["ids"]["t4"] in pareto_table
+    # the MLflow compare view of exactly the front's runs, in the route MLflow's UI builds
+    compare = re.search(r'href="([^"]*/#/compare-runs\?runs=[^"]*)"', pareto_table)
+    assert compare, "no compare-runs link"
+    query = html.unescape(compare.group(1)).split("?", 1)[1]
+    runs = json.loads(query.split("&experiments=")[0][len("runs="):])
+    assert sorted(runs) == sorted(store["ids"][t] for t in ("t0", "t2", "t3", "t4"))
     choosing = text.split("<h2>Choosing settings</h2>")[1].split("<h2>")[0]
     assert "Knee" in choosing and "within 1 point of the best standard trial" in choosing
     assert "acc/top1 &gt;= 0.91" in choosing
