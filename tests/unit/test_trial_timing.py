@@ -1,0 +1,46 @@
+"""Phase arithmetic of trial stamps (trainables/timing.py) and the overhead bench's row summary."""
+import math
+
+from analysis.bench.overhead import summarize
+from trainables.timing import OVERHEAD_PHASES, PHASES, overhead_seconds, phases
+
+
+def _stamps(t0: float, gaps: list[float]) -> dict:
+    names = [PHASES[0][1]] + [b for _, _, b in PHASES]
+    t, out = t0, {}
+    for name, gap in zip(names, [0.0] + gaps):
+        t += gap
+        out[f"timing/{name}"] = t
+    return out
+
+
+def test_phases_are_consecutive_and_sum_to_wall():
+    gaps = [0.5, 3.0, 1.0, 0.25, 10.0, 0.5, 1.5, 0.25]
+    s = _stamps(1000.0, gaps) | {"timing/first_step": 1000.0 + 0.5 + 3.0 + 1.0 + 0.25 + 0.4}
+    p = phases(s)
+    assert [p[name] for name, _, _ in PHASES] == gaps
+    assert math.isclose(p["wall"], sum(gaps))
+    assert math.isclose(p["overhead"], sum(p[k] for k in OVERHEAD_PHASES))
+    assert math.isclose(p["overhead_share"], (sum(gaps) - 10.0) / sum(gaps))
+    assert math.isclose(p["first_step"], 0.4)
+    # the driver's value before the close: wall up to `now` minus compute
+    assert math.isclose(overhead_seconds(s, now=s["timing/fit_end"]), sum(gaps[:-1]) - 10.0)
+
+
+def test_missing_stamps_give_no_overhead():
+    s = _stamps(0.0, [1.0] * 8)
+    del s["timing/eval_end"]
+    assert "overhead" not in phases(s) and overhead_seconds(s) is None
+    row = summarize(1, [s], 10.0)
+    assert row["ours_s"] is None and "error" in row
+
+
+def test_summary_row_takes_medians():
+    trials = [_stamps(0.0, [1.0, 2.0, 1.0, 0.0, 5.0, 0.0, 1.0, 0.0]),
+              _stamps(50.0, [1.0, 4.0, 1.0, 0.0, 5.0, 0.0, 1.0, 0.0]),
+              _stamps(90.0, [1.0, 9.0, 1.0, 0.0, 5.0, 0.0, 1.0, 0.0])]
+    row = summarize(2, trials, 60.0)
+    assert row["bench"] == "overhead/2worker" and row["trials"] == 3
+    assert row["ours_s"] == 7.0 and row["workers_ready_s"] == 4.0 and row["compute_s"] == 5.0
+    assert row["met"] is True and row["sweep_wall_per_trial_s"] == 20.0
+    assert math.isclose(row["overhead_share"], (5 + 7 + 12) / (10 + 12 + 17))
