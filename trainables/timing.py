@@ -45,3 +45,18 @@ def overhead_seconds(stamps: dict, now: float | None = None) -> float | None:
     if not {"trial_start", "loop_start", "eval_end"} <= set(s):
         return None
     return (now or time.time()) - s["trial_start"] - (s["eval_end"] - s["loop_start"])
+
+
+def overhead_line(overheads, walls) -> str | None:
+    """One line on a sweep's trial overhead from the trials' ``cost/overhead_seconds`` and
+    ``cost/trial_wall_seconds`` (pairs with a missing or non-finite value are left out); None without any."""
+    import math
+    import statistics
+
+    pairs = [(float(o), float(w)) for o, w in zip(overheads, walls)
+             if o is not None and w is not None and math.isfinite(float(o)) and math.isfinite(float(w)) and float(w) > 0]
+    if not pairs:
+        return None
+    share = sum(o for o, _ in pairs) / sum(w for _, w in pairs)
+    return (f"trial overhead: {share:.0%} of the summed trial wall time outside training and evaluation "
+            f"(median {statistics.median(o for o, _ in pairs):.1f} s per trial, {len(pairs)} trial(s))")

@@ -128,11 +128,12 @@ def fit_trial(cfg: TrialConfig, run_name: str, storage_path: str | Path, info: T
             close_or_queue(info.uri, run_id, "failed", outbox, reason)
         raise TrialFailed(reason)
     stamps |= {k: metrics.pop(k) for k in [k for k in metrics if k.startswith("timing/")]}  # rank 0's
-    if (overhead := overhead_seconds(stamps)) is not None:
-        metrics["cost/overhead_seconds"] = overhead
+    now = time.time()
+    if (overhead := overhead_seconds(stamps, now)) is not None:  # this attempt's, up to the MLflow close
+        metrics |= {"cost/overhead_seconds": overhead, "cost/trial_wall_seconds": now - stamps["timing/trial_start"]}
     if info:
-        metrics["arx_tracking_pending"] = close_or_queue(info.uri, run_id, "completed", outbox,
-                                                         final={"cost/overhead_seconds": overhead})
+        metrics["arx_tracking_pending"] = close_or_queue(info.uri, run_id, "completed", outbox, final={
+            k: metrics[k] for k in ("cost/overhead_seconds", "cost/trial_wall_seconds") if k in metrics})
     stamp(stamps, "trial_end")
     write_timing(storage_path, run_name, stamps)
     return {"mlflow_run_id": run_id, **metrics}

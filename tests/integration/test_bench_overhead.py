@@ -14,6 +14,8 @@ def test_bench_overhead_quick_rows_are_consistent(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "sweeps.cli", "bench", "overhead", "--quick", "--out", str(out)],
                           capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # each sweep's summary reads cost/overhead_seconds and cost/trial_wall_seconds back from its MLflow trial runs
+    assert proc.stdout.count("trial overhead: ") == 2 and "1 trial(s))" in proc.stdout
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["bench"] for r in rows] == ["overhead/1worker", "overhead/2worker"]
     for r in rows:

@@ -4,6 +4,10 @@ import math
 from analysis.bench.overhead import summarize
 from trainables.timing import OVERHEAD_PHASES, PHASES, overhead_seconds, phases
 
+from report_store import TRIALS
+
+TRIALS_DONE = [t for t in TRIALS if isinstance(t[3], dict)]
+
 
 def _stamps(t0: float, gaps: list[float]) -> dict:
     names = [PHASES[0][1]] + [b for _, _, b in PHASES]
@@ -44,3 +48,25 @@ def test_summary_row_takes_medians():
     assert row["ours_s"] == 7.0 and row["workers_ready_s"] == 4.0 and row["compute_s"] == 5.0
     assert row["met"] is True and row["sweep_wall_per_trial_s"] == 20.0
     assert math.isclose(row["overhead_share"], (5 + 7 + 12) / (10 + 12 + 17))
+
+
+def test_overhead_line_skips_missing_values():
+    from trainables.timing import overhead_line
+
+    assert overhead_line([None, float("nan")], [10.0, 10.0]) is None
+    line = overhead_line([2.0, 6.0, None], [10.0, 10.0, 30.0])
+    assert line.startswith("trial overhead: 40% ") and "median 4.0 s per trial, 2 trial(s)" in line
+
+
+def test_report_shows_the_overhead_share(tmp_path):
+    from analysis.report import write_report
+    from report_store import build_store
+
+    cost = [{"cost/overhead_seconds": 3.0, "cost/trial_wall_seconds": 12.0},
+            {"cost/overhead_seconds": 5.0, "cost/trial_wall_seconds": 20.0}]
+    trials = [(t, r, p, m | c, False) for (t, r, p, m, _), c in zip(TRIALS_DONE, cost)]
+    uri, _, _ = build_store(tmp_path, "sweep_overhead", trials)
+    text = write_report(None, uri, tmp_path / "out", png=False, log_to_mlflow=False).read_text()
+    assert "Trial overhead: 25% of the summed trial wall time" in text and "median 4.0 s per trial" in text
+    uri2, _, _ = build_store(tmp_path / "b", "sweep_plain", TRIALS_DONE[:2])
+    assert "Trial overhead" not in write_report(None, uri2, tmp_path / "out2", png=False, log_to_mlflow=False).read_text()
