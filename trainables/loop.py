@@ -32,6 +32,7 @@ from trainables.models import build_classifier, unwrap
 from trainables.optim import build_optimizer, build_scheduler
 from trainables.regimes import build_regime
 from trainables.rungs import rung_metrics
+from trainables.entry import train_log_level
 from trainables.timing import stamp
 from trainables.tracking import RankZeroTracker
 
@@ -156,12 +157,6 @@ def load_state(checkpoint, model, optimizer, scheduler, scaler, regime) -> int:
     return state["epoch"] + 1
 
 
-def train_log_level() -> str:
-    """Ray Train's log level for arx trials: ``ARX_TRAIN_LOG_LEVEL`` (default WARNING: Ray's per-report INFO
-    lines would drown arx's own progress; INFO restores them)."""
-    return os.environ.get("ARX_TRAIN_LOG_LEVEL", "WARNING").upper()
-
-
 def _quiet_report_logs() -> None:
     """Ray 2.60 logs every ``ray.train.report`` at INFO under a logger named by the file's *path*
     (``logging.getLogger(__file__)`` in execution/context.py), so ``RunConfig(logging_config=...)`` misses
@@ -173,17 +168,19 @@ def _quiet_report_logs() -> None:
     context.logger.setLevel(train_log_level())
 
 
-def train_fn_per_worker(loop_config: dict) -> None:
-    """Entry point of every Train worker. ``loop_config``: {"trial": TrialConfig dict, "tracking": {...}}."""
-    stamps: dict[str, float] = {}  # rank 0's phase stamps (trainables/timing.py), sent with the final result
-    stamp(stamps, "worker_start")
+def train_fn_per_worker(loop_config: dict, stamps: dict | None = None) -> None:
+    """The per-worker loop (entered through ``trainables/entry.py``). ``loop_config``: {"trial": TrialConfig dict,
+    "tracking": {...}}; ``stamps``: the entry's phase stamps (``trainables/timing.py``), sent with the final result."""
+    stamps = dict(stamps or {})
+    stamps.setdefault("timing/worker_start", time.time())
+    stamps.setdefault("timing/loop_imported", time.time())
     _quiet_report_logs()
     cfg = TrialConfig.parse(loop_config["trial"])  # validated again at the process boundary
     rank, world = _world()
     device = ray.train.torch.get_device()
     tracker = RankZeroTracker(loop_config.get("tracking"), rank)
     tracker.set_tags({"arx.node_id": ray.get_runtime_context().get_node_id()})
-    data = build_dataset(cfg.dataset)
+    data = build_dataset(cfg.dataset, loop_config.get("data_cache"))
     train_set, test_set = data.split("train"), data.split("test")
     stamp(stamps, "data_built")
     if skipped := sum(map(len, data.skipped.values())):  # dataset.skip_corrupt left files out

@@ -1,7 +1,7 @@
 """Wall-clock stamps of a trial's phases (``arx bench overhead``, ``cost/overhead_seconds``).
 
 The trial driver (``trainable.py``) stamps ``trial_start``, ``trainer_start``, ``fit_end`` and ``trial_end``;
-rank 0 of the worker loop (``loop.py``) stamps ``worker_start``, ``data_built``, ``loop_start`` (model built,
+rank 0 of the worker (``entry.py``, ``loop.py``) stamps ``worker_start``, ``loop_imported``, ``data_built``, ``loop_start`` (model built,
 checkpoint restored), ``first_step``, ``eval_end`` and ``final_report`` and sends them with its final result as
 ``timing/<name>`` metrics. Stamps are ``time.time()`` seconds (one clock per node; rank 0 and the driver of a
 local trial share it). Training + evaluation ("compute") is ``loop_start -> eval_end`` (what
@@ -14,7 +14,8 @@ import time
 PREFIX = "timing/"
 # (phase, from stamp, to stamp): consecutive, so the phases sum to trial_end - trial_start
 PHASES = (("mlflow_setup", "trial_start", "trainer_start"), ("workers_ready", "trainer_start", "worker_start"),
-          ("dataset", "worker_start", "data_built"), ("model", "data_built", "loop_start"),
+          ("imports", "worker_start", "loop_imported"),
+          ("dataset", "loop_imported", "data_built"), ("model", "data_built", "loop_start"),
           ("compute", "loop_start", "eval_end"), ("final_logging", "eval_end", "final_report"),
           ("report_to_fit_end", "final_report", "fit_end"), ("close", "fit_end", "trial_end"))
 OVERHEAD_PHASES = tuple(p for p, _, _ in PHASES if p != "compute")

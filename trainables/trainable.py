@@ -19,8 +19,9 @@ import ray.train
 from ray.train.torch import TorchTrainer
 
 from trainables.config import TrialConfig
+from trainables.data._cache import cache_dir
 from trainables.failures import ArxTorchTrainer, one_line, user_error
-from trainables.loop import train_fn_per_worker, train_log_level
+from trainables.entry import train_log_level, worker_fn
 from trainables.timing import overhead_seconds, stamp
 from trainables.tracking import REASON_TAG, STATUS_TAG, get_or_create_experiment
 
@@ -88,8 +89,8 @@ def make_trainer(cfg: TrialConfig, run_name: str, storage_path: str, tracking: d
     if res.use_gpu:
         per_worker["GPU"] = res.gpus_per_worker
     return ArxTorchTrainer(  # a user error raised in a worker is not retried (failures.py)
-        train_fn_per_worker,
-        train_loop_config={"trial": cfg.to_dict(), "tracking": tracking},
+        worker_fn(),
+        train_loop_config={"trial": cfg.to_dict(), "tracking": tracking, "data_cache": cache_dir()},
         scaling_config=ray.train.ScalingConfig(num_workers=res.num_workers, use_gpu=res.use_gpu,
                                                resources_per_worker=per_worker),
         run_config=ray.train.RunConfig(

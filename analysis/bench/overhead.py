@@ -7,7 +7,8 @@ trials. The phase seconds come from the wall-clock stamps the trial driver and r
 ``ours_s`` = median per-trial overhead (trial wall time minus training + evaluation), the median seconds of every
 phase, ``overhead_share`` (summed overhead / summed trial wall time) and ``sweep_wall_per_trial_s`` (the sweep's
 wall time / trials: what the trial driver's stamps cannot see, Tune's actor start, is in it). Goals: <= 5 s for
-1-worker, <= 12 s for 2-worker trials.
+1-worker, <= 12 s for 2-worker trials. Trials per row: 4 (``--quick``: 1; ``ARX_BENCH_OVERHEAD_TRIALS``); the
+rows name the overhead switches in effect (``ARX_LIGHT_ENTRY=0 ARX_DATA_CACHE=0``: the path before issue #16).
 """
 from __future__ import annotations
 
@@ -68,12 +69,35 @@ def summarize(workers: int, stamps: list[dict], sweep_wall: float) -> dict:
     return row | {f"{p}_s": med.get(p) for p in OVERHEAD_PHASES}
 
 
+def settings() -> dict:
+    """The overhead switches this run measures (``trainables/entry.py``, ``trainables/data/_cache.py``)."""
+    import os
+
+    from trainables.data._cache import cache_dir
+
+    return {"light_entry": os.environ.get("ARX_LIGHT_ENTRY", "1") != "0", "data_cache": cache_dir() is not None}
+
+
 @register_bench("overhead")
 def run(quick: bool = False) -> list[dict]:
-    trials = 1 if quick else 4
+    import os
+
+    trials = int(os.environ.get("ARX_BENCH_OVERHEAD_TRIALS", 1 if quick else 4))
     rows = []
-    for workers in (1, 2):
-        with tempfile.TemporaryDirectory(prefix="arx-bench-overhead-") as d:
-            stamps, wall = run_sweep_timed(bench_spec(workers, trials, quick), Path(d))
-            rows.append(summarize(workers, stamps, wall))
+    with tempfile.TemporaryDirectory(prefix="arx-bench-overhead-cache-") as cache:
+        fresh = os.environ.get("ARX_DATA_CACHE", "") == ""
+        if fresh:  # a cold cache, as for a fresh sweep (inherited by the Ray processes started here)
+            os.environ["ARX_DATA_CACHE"] = cache
+        try:
+            for workers in (1, 2):
+                rows.append(_one(workers, trials, quick))
+        finally:
+            if fresh:
+                os.environ.pop("ARX_DATA_CACHE")
     return rows
+
+
+def _one(workers: int, trials: int, quick: bool) -> dict:
+    with tempfile.TemporaryDirectory(prefix="arx-bench-overhead-") as d:
+        stamps, wall = run_sweep_timed(bench_spec(workers, trials, quick), Path(d))
+        return summarize(workers, stamps, wall) | settings()

@@ -19,8 +19,8 @@ def _stamps(t0: float, gaps: list[float]) -> dict:
 
 
 def test_phases_are_consecutive_and_sum_to_wall():
-    gaps = [0.5, 3.0, 1.0, 0.25, 10.0, 0.5, 1.5, 0.25]
-    s = _stamps(1000.0, gaps) | {"timing/first_step": 1000.0 + 0.5 + 3.0 + 1.0 + 0.25 + 0.4}
+    gaps = [0.5, 3.0, 0.75, 1.0, 0.25, 10.0, 0.5, 1.5, 0.25]
+    s = _stamps(1000.0, gaps) | {"timing/first_step": 1000.0 + 0.5 + 3.0 + 0.75 + 1.0 + 0.25 + 0.4}
     p = phases(s)
     assert [p[name] for name, _, _ in PHASES] == gaps
     assert math.isclose(p["wall"], sum(gaps))
@@ -32,7 +32,7 @@ def test_phases_are_consecutive_and_sum_to_wall():
 
 
 def test_missing_stamps_give_no_overhead():
-    s = _stamps(0.0, [1.0] * 8)
+    s = _stamps(0.0, [1.0] * 9)
     del s["timing/eval_end"]
     assert "overhead" not in phases(s) and overhead_seconds(s) is None
     row = summarize(1, [s], 10.0)
@@ -40,9 +40,9 @@ def test_missing_stamps_give_no_overhead():
 
 
 def test_summary_row_takes_medians():
-    trials = [_stamps(0.0, [1.0, 2.0, 1.0, 0.0, 5.0, 0.0, 1.0, 0.0]),
-              _stamps(50.0, [1.0, 4.0, 1.0, 0.0, 5.0, 0.0, 1.0, 0.0]),
-              _stamps(90.0, [1.0, 9.0, 1.0, 0.0, 5.0, 0.0, 1.0, 0.0])]
+    trials = [_stamps(0.0, [1.0, 2.0, 0.0, 1.0, 0.0, 5.0, 0.0, 1.0, 0.0]),
+              _stamps(50.0, [1.0, 4.0, 0.0, 1.0, 0.0, 5.0, 0.0, 1.0, 0.0]),
+              _stamps(90.0, [1.0, 9.0, 0.0, 1.0, 0.0, 5.0, 0.0, 1.0, 0.0])]
     row = summarize(2, trials, 60.0)
     assert row["bench"] == "overhead/2worker" and row["trials"] == 3
     assert row["ours_s"] == 7.0 and row["workers_ready_s"] == 4.0 and row["compute_s"] == 5.0
