@@ -8,7 +8,8 @@ trials. The phase seconds come from the wall-clock stamps the trial driver and r
 phase, ``overhead_share`` (summed overhead / summed trial wall time) and ``sweep_wall_per_trial_s`` (the sweep's
 wall time / trials: what the trial driver's stamps cannot see, Tune's actor start, is in it). Goals: <= 5 s for
 1-worker, <= 12 s for 2-worker trials. Trials per row: 4 (``--quick``: 1; ``ARX_BENCH_OVERHEAD_TRIALS``); the
-rows name the overhead switches in effect (``ARX_LIGHT_ENTRY=0 ARX_DATA_CACHE=0``: the path before issue #16).
+rows name the overhead switches in effect (``ARX_LIGHT_ENTRY=0 ARX_DATA_CACHE=0 RAY_TRAIN_ENABLE_PREEMPTION_WATCHER=1``:
+the path before issue #16).
 """
 from __future__ import annotations
 
@@ -75,7 +76,8 @@ def settings() -> dict:
 
     from trainables.data._cache import cache_dir
 
-    return {"light_entry": os.environ.get("ARX_LIGHT_ENTRY", "1") != "0", "data_cache": cache_dir() is not None}
+    return {"light_entry": os.environ.get("ARX_LIGHT_ENTRY", "1") != "0", "data_cache": cache_dir() is not None,
+            "preemption_watcher": os.environ.get("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "1").lower() in ("1", "true")}
 
 
 @register_bench("overhead")
