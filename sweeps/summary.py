@@ -110,14 +110,20 @@ def summarize(spec, grid, paths, parent_run_id: str, name: str) -> dict:
 
 
 def _overhead(uri: str, parent_run_id: str) -> str | None:
-    """The trial overhead line (``trainables/timing.py``) over the sweep's trial runs in MLflow."""
+    """The trial overhead line (``trainables/timing.py``) over the sweep's trial runs in MLflow (None when the
+    tracking server cannot be read: the summary never fails for it)."""
     from mlflow.tracking import MlflowClient
 
+    from trainables.outbox import quick_http
     from trainables.timing import overhead_line
 
     client = MlflowClient(tracking_uri=uri)
-    exp_id = client.get_run(parent_run_id).info.experiment_id
-    runs = client.search_runs([exp_id], f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10000)
+    try:
+        with quick_http():
+            exp_id = client.get_run(parent_run_id).info.experiment_id
+            runs = client.search_runs([exp_id], f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10000)
+    except Exception:  # noqa: BLE001 - unreachable or refused: no overhead line
+        return None
     ms = [r.data.metrics for r in runs]
     return overhead_line([m.get("cost/overhead_seconds") for m in ms], [m.get("cost/trial_wall_seconds") for m in ms])
 

@@ -70,3 +70,21 @@ def test_report_shows_the_overhead_share(tmp_path):
     assert "Trial overhead: 25% of the summed trial wall time" in text and "median 4.0 s per trial" in text
     uri2, _, _ = build_store(tmp_path / "b", "sweep_plain", TRIALS_DONE[:2])
     assert "Trial overhead" not in write_report(None, uri2, tmp_path / "out2", png=False, log_to_mlflow=False).read_text()
+
+
+def test_summary_overhead_line_from_mlflow_and_none_when_unreachable(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from report_store import fresh_store
+    from sweeps.summary import _overhead
+
+    uri = fresh_store(tmp_path)
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("s")
+    parent = client.create_run(exp).info.run_id
+    for o, w in ((1.0, 4.0), (3.0, 4.0)):
+        child = client.create_run(exp, tags={"mlflow.parentRunId": parent}).info.run_id
+        client.log_metric(child, "cost/overhead_seconds", o)
+        client.log_metric(child, "cost/trial_wall_seconds", w)
+    assert _overhead(uri, parent).startswith("trial overhead: 50% ")
+    assert _overhead("http://127.0.0.1:9", parent) is None  # nothing listens: no line, no exception
