@@ -498,6 +498,16 @@ def _pruned_html(pruned: pd.DataFrame) -> list[str]:
                             if c in pruned.columns or c == "settings"], link_col="run_link"), "</div>"]
 
 
+def _overhead_line(trials: pd.DataFrame) -> str | None:
+    """The sweep's trial overhead (``cost/overhead_seconds`` of ``cost/trial_wall_seconds``), if logged."""
+    from trainables.timing import overhead_line
+
+    cols = ["cost/overhead_seconds", "cost/trial_wall_seconds"]
+    if not set(cols) <= set(trials.columns):
+        return None
+    return overhead_line(*(pd.to_numeric(trials[c], errors="coerce").tolist() for c in cols))
+
+
 def render_html(a: SweepAnalysis, meta: dict[str, Any], figs: list[tuple[str, str, Any]],
                 gallery: list[tuple[str, Path]], pngs: list[Path], common=None) -> str:
     keys = a.keys
@@ -526,6 +536,8 @@ def render_html(a: SweepAnalysis, meta: dict[str, Any], figs: list[tuple[str, st
                    "The failures and their reasons are listed below.</div>")
     for note in a.notes:
         out.append(f'<div class="note">{html.escape(note)}</div>')
+    if line := _overhead_line(a.trials):
+        out.append(f'<p class="muted overhead">{html.escape(line[0].upper() + line[1:])}.</p>')
 
     n = 0
     out.append("<h2>Pareto fronts</h2>")

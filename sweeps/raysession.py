@@ -15,6 +15,9 @@ def init_ray(address: str | None = None, trial_slots: int | None = None) -> dict
     """``ray.init`` on ``address`` (or RAY_ADDRESS), else a local cluster; returns the cluster resources."""
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    # no preemption-watcher actor per Train run (one process fewer per trial; Ray's public switch, issue #16):
+    # a drained node's workers fail and retries.worker restarts them from the last checkpoint
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     # per-epoch results carry train/* only; the objectives arrive with the final result (or the trial fails)
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")  # save the sweep's state often (kill + resume)
@@ -25,6 +28,7 @@ def init_ray(address: str | None = None, trial_slots: int | None = None) -> dict
     if ray.is_initialized():
         return ray.cluster_resources()
     env_vars = {k: os.environ[k] for k in ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "RAY_TRAIN_V2_ENABLED",
+                                           "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER",
                                            "MLFLOW_TRACKING_URI", "OMP_NUM_THREADS", "ARX_TRAIN_LOG_LEVEL") if k in os.environ}
     kwargs = dict(runtime_env={"env_vars": env_vars}, logging_level=logging.WARNING,
                   log_to_driver=True, configure_logging=True)

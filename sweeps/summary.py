@@ -125,6 +125,8 @@ def summarize(spec, grid, paths, parent_run_id: str, name: str) -> dict:
                                               for k, v in r["params"].items()) or "(defaults)"} for r in front]
     console.print(rows_table("Pareto set (" + ", ".join(f"{k} {m}" for k, m in zip(objectives, modes)) + ")",
                              front_rows, ["trial", "regime", *objectives, "settings"]))
+    if line := _overhead(paths["tracking"], parent_run_id):
+        console.print(line)
     try:
         _close_parent(paths["tracking"], parent_run_id, rows, front)
     except Exception as e:  # noqa: BLE001 - an unreachable tracking server must not cost the summary
@@ -132,6 +134,25 @@ def summarize(spec, grid, paths, parent_run_id: str, name: str) -> dict:
                       f"is left open; `arx sweep {name} --resume` closes it once the server is back")
     console.print(f"results: {paths['storage']}/{name}; MLflow: {paths['tracking']} (browse with `arx ui`)")
     return {"name": name, "rows": rows, "pareto": front, "parent_run_id": parent_run_id}
+
+
+def _overhead(uri: str, parent_run_id: str) -> str | None:
+    """The trial overhead line (``trainables/timing.py``) over the sweep's trial runs in MLflow (None when the
+    tracking server cannot be read: the summary never fails for it)."""
+    from mlflow.tracking import MlflowClient
+
+    from trainables.outbox import quick_http
+    from trainables.timing import overhead_line
+
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        with quick_http():
+            exp_id = client.get_run(parent_run_id).info.experiment_id
+            runs = client.search_runs([exp_id], f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10000)
+    except Exception:  # noqa: BLE001 - unreachable or refused: no overhead line
+        return None
+    ms = [r.data.metrics for r in runs]
+    return overhead_line([m.get("cost/overhead_seconds") for m in ms], [m.get("cost/trial_wall_seconds") for m in ms])
 
 
 def _close_parent(uri: str, run_id: str, rows: list[dict], front: list[dict]) -> None:

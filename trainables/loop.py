@@ -32,6 +32,8 @@ from trainables.models import build_classifier, unwrap
 from trainables.optim import build_optimizer, build_scheduler
 from trainables.regimes import build_regime
 from trainables.rungs import rung_metrics
+from trainables.entry import train_log_level
+from trainables.timing import stamp
 from trainables.tracking import RankZeroTracker
 
 STATE_FILE = "state.pt"
@@ -66,7 +68,8 @@ def _allreduce_mean(sums: dict[str, float], count: int, device) -> tuple[dict[st
     return {k: float(t[i] / max(t[-1], 1)) for i, k in enumerate(keys)}, int(t[-1])
 
 
-def train_epoch(model, regime, optimizer, loader, device, cfg: TrialConfig, scaler, epoch: int, world: int = 1) -> dict:
+def train_epoch(model, regime, optimizer, loader, device, cfg: TrialConfig, scaler, epoch: int, world: int = 1,
+                after_first_step=None) -> dict:
     model.train()
     use_amp = cfg.optim.amp and device.type == "cuda"
     sums: dict[str, float] = {}
@@ -88,6 +91,8 @@ def train_epoch(model, regime, optimizer, loader, device, cfg: TrialConfig, scal
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
         scaler.step(optimizer)
         scaler.update()
+        if step == 0 and after_first_step is not None:
+            after_first_step()
         b = len(y)
         n += b
         sums["train/loss"] = sums.get("train/loss", 0.0) + float(loss.detach()) * b
@@ -152,12 +157,6 @@ def load_state(checkpoint, model, optimizer, scheduler, scaler, regime) -> int:
     return state["epoch"] + 1
 
 
-def train_log_level() -> str:
-    """Ray Train's log level for arx trials: ``ARX_TRAIN_LOG_LEVEL`` (default WARNING: Ray's per-report INFO
-    lines would drown arx's own progress; INFO restores them)."""
-    return os.environ.get("ARX_TRAIN_LOG_LEVEL", "WARNING").upper()
-
-
 def _quiet_report_logs() -> None:
     """Ray 2.60 logs every ``ray.train.report`` at INFO under a logger named by the file's *path*
     (``logging.getLogger(__file__)`` in execution/context.py), so ``RunConfig(logging_config=...)`` misses
@@ -169,16 +168,21 @@ def _quiet_report_logs() -> None:
     context.logger.setLevel(train_log_level())
 
 
-def train_fn_per_worker(loop_config: dict) -> None:
-    """Entry point of every Train worker. ``loop_config``: {"trial": TrialConfig dict, "tracking": {...}}."""
+def train_fn_per_worker(loop_config: dict, stamps: dict | None = None) -> None:
+    """The per-worker loop (entered through ``trainables/entry.py``). ``loop_config``: {"trial": TrialConfig dict,
+    "tracking": {...}}; ``stamps``: the entry's phase stamps (``trainables/timing.py``), sent with the final result."""
+    stamps = dict(stamps or {})
+    stamps.setdefault("timing/worker_start", time.time())
+    stamps.setdefault("timing/loop_imported", time.time())
     _quiet_report_logs()
     cfg = TrialConfig.parse(loop_config["trial"])  # validated again at the process boundary
     rank, world = _world()
     device = ray.train.torch.get_device()
     tracker = RankZeroTracker(loop_config.get("tracking"), rank)
     tracker.set_tags({"arx.node_id": ray.get_runtime_context().get_node_id()})
-    data = build_dataset(cfg.dataset)
+    data = build_dataset(cfg.dataset, loop_config.get("data_cache"))
     train_set, test_set = data.split("train"), data.split("test")
+    stamp(stamps, "data_built")
     if skipped := sum(map(len, data.skipped.values())):  # dataset.skip_corrupt left files out
         tracker.set_tags({"arx.dataset.skipped_corrupt": skipped})
     if (unboxed := getattr(data, "unboxed", {}).get("test")) is not None:  # pets boxes: whole, no cat/dog box
@@ -196,13 +200,15 @@ def train_fn_per_worker(loop_config: dict) -> None:
         start = load_state(ckpt, model, optimizer, scheduler, scaler, regime)
     ddp_model = ray.train.torch.prepare_model(model, move_to_device=False) if world > 1 else model
     t_trial = time.perf_counter()
+    stamp(stamps, "loop_start")
     logs: dict[str, float] = {}
     for epoch in range(start, cfg.optim.epochs):
         t0 = time.perf_counter()
         loader = _loader(train_set, cfg, rank, world, epoch)
         regime.start_epoch(epoch, cfg.optim.epochs)
         try:
-            logs = train_epoch(ddp_model, regime, optimizer, loader, device, cfg, scaler, epoch, world)
+            logs = train_epoch(ddp_model, regime, optimizer, loader, device, cfg, scaler, epoch, world,
+                               None if stamps.get("timing/first_step") else lambda: stamp(stamps, "first_step"))
         except NonFiniteLoss as e:
             tracker.fail(str(e))
             ray.train.report({"epoch": epoch, "arx_failed": str(e)})
@@ -220,6 +226,7 @@ def train_fn_per_worker(loop_config: dict) -> None:
                        num_classes=data.num_classes)
     final = evaluate(ectx, test_set, rank, world)
     final["cost/device_seconds"] = (time.perf_counter() - t_trial) * world
+    stamp(stamps, "eval_end")
     tracker.finish(final, ectx.tags, ectx.artifacts, ectx.settings)
     # Train V2 keeps only metrics attached to checkpoints: the final result carries one (the final state)
     final_metrics = {**logs, "epoch": cfg.optim.epochs, "arx_done": True, **final,
@@ -227,7 +234,8 @@ def train_fn_per_worker(loop_config: dict) -> None:
     with tempfile.TemporaryDirectory() as d:
         if rank == 0:
             save_state(d, model, optimizer, scheduler, scaler, regime, cfg.optim.epochs - 1)
-        ray.train.report(final_metrics, checkpoint=ray.train.Checkpoint.from_directory(d) if rank == 0 else None)
+        stamp(stamps, "final_report")
+        ray.train.report(final_metrics | stamps, checkpoint=ray.train.Checkpoint.from_directory(d) if rank == 0 else None)
 
 
 def _report_epoch(cfg, epoch, logs, rank, model, optimizer, scheduler, scaler, regime) -> None:

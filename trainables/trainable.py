@@ -7,7 +7,9 @@ trial resumes its Train run from the latest checkpoint and finds its MLflow run 
 """
 from __future__ import annotations
 
+import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,10 @@ import ray.train
 from ray.train.torch import TorchTrainer
 
 from trainables.config import TrialConfig
+from trainables.data._cache import cache_dir
 from trainables.failures import ArxTorchTrainer, one_line, user_error
-from trainables.loop import train_fn_per_worker, train_log_level
+from trainables.entry import train_log_level, worker_fn
+from trainables.timing import overhead_seconds, stamp
 from trainables.tracking import REASON_TAG, STATUS_TAG, get_or_create_experiment
 
 
@@ -85,8 +89,8 @@ def make_trainer(cfg: TrialConfig, run_name: str, storage_path: str, tracking: d
     if res.use_gpu:
         per_worker["GPU"] = res.gpus_per_worker
     return ArxTorchTrainer(  # a user error raised in a worker is not retried (failures.py)
-        train_fn_per_worker,
-        train_loop_config={"trial": cfg.to_dict(), "tracking": tracking},
+        worker_fn(),
+        train_loop_config={"trial": cfg.to_dict(), "tracking": tracking, "data_cache": cache_dir()},
         scaling_config=ray.train.ScalingConfig(num_workers=res.num_workers, use_gpu=res.use_gpu,
                                                resources_per_worker=per_worker),
         run_config=ray.train.RunConfig(
@@ -99,12 +103,17 @@ def make_trainer(cfg: TrialConfig, run_name: str, storage_path: str, tracking: d
 
 
 def fit_trial(cfg: TrialConfig, run_name: str, storage_path: str | Path, info: TrackingInfo | None,
-              callbacks: list | None = None, max_failures: int = 2) -> dict[str, Any]:
-    """Fit one trial; returns the final metrics. Raises ``TrialFailed`` with the reason on failure."""
+              callbacks: list | None = None, max_failures: int = 2, stamps: dict | None = None) -> dict[str, Any]:
+    """Fit one trial; returns the final metrics. Raises ``TrialFailed`` with the reason on failure.
+    ``stamps``: the driver's phase stamps so far (``trainables/timing.py``), completed here with rank 0's and
+    written to ``<storage>/<run_name>/timing.json``; ``cost/overhead_seconds`` goes to MLflow."""
+    stamps = stamps if stamps is not None else {}
+    stamps.setdefault("timing/trial_start", time.time())
     run_id = ensure_run(cfg, info) if info else None
     outbox = outbox_dir(storage_path, run_name)
     tracking = {"uri": info.uri, "run_id": run_id, "outbox": outbox, "drain_s": drain_seconds()} if info else None
     trainer = make_trainer(cfg, run_name, str(storage_path), tracking, callbacks, max_failures)
+    stamp(stamps, "trainer_start")
     try:
         result = trainer.fit()
     except Exception as e:  # a Train failure after its retries (none for a user error): record why, fail
@@ -112,15 +121,29 @@ def fit_trial(cfg: TrialConfig, run_name: str, storage_path: str | Path, info: T
         if info:
             close_or_queue(info.uri, run_id, "failed", outbox, reason)
         raise TrialFailed(reason) from None
+    stamp(stamps, "fit_end")
     metrics = dict(result.metrics or {})
     if "arx_failed" in metrics or not metrics.get("arx_done"):
         reason = metrics.get("arx_failed", "the trial ended without final metrics")
         if info:
             close_or_queue(info.uri, run_id, "failed", outbox, reason)
         raise TrialFailed(reason)
+    stamps |= {k: metrics.pop(k) for k in [k for k in metrics if k.startswith("timing/")]}  # rank 0's
+    now = time.time()
+    if (overhead := overhead_seconds(stamps, now)) is not None:  # this attempt's, up to the MLflow close
+        metrics |= {"cost/overhead_seconds": overhead, "cost/trial_wall_seconds": now - stamps["timing/trial_start"]}
     if info:
-        metrics["arx_tracking_pending"] = close_or_queue(info.uri, run_id, "completed", outbox)
+        metrics["arx_tracking_pending"] = close_or_queue(info.uri, run_id, "completed", outbox, final={
+            k: metrics[k] for k in ("cost/overhead_seconds", "cost/trial_wall_seconds") if k in metrics})
+    stamp(stamps, "trial_end")
+    write_timing(storage_path, run_name, stamps)
     return {"mlflow_run_id": run_id, **metrics}
+
+
+def write_timing(storage_path: str | Path, run_name: str, stamps: dict) -> None:
+    """The trial's phase stamps as ``timing.json`` in its Train run directory (local storage only)."""
+    if "://" not in str(storage_path) and (d := Path(storage_path) / run_name).is_dir():
+        (d / "timing.json").write_text(json.dumps(stamps))
 
 
 def outbox_dir(storage_path: str | Path, run_name: str) -> str | None:
@@ -133,14 +156,19 @@ def drain_seconds() -> float:
     return float(os.environ.get("ARX_TRACKING_DRAIN_S", "60"))
 
 
-def close_or_queue(uri: str, run_id: str, status: str, outbox: str | None, reason: str | None = None) -> int:
-    """Close the run after what rank 0 left undelivered; with the server unreachable, queue the close in the
-    outbox instead (``arx sync``). Returns the number of writes still undelivered."""
+def close_or_queue(uri: str, run_id: str, status: str, outbox: str | None, reason: str | None = None,
+                   final: dict | None = None) -> int:
+    """Close the run after what rank 0 left undelivered (and ``final``: the driver's own metrics); with the
+    server unreachable, queue the close in the outbox instead (``arx sync``). Returns the number of writes
+    still undelivered."""
+    from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
     from trainables.outbox import Outbox, quick_http
 
     box = Outbox(MlflowClient(tracking_uri=uri), run_id, outbox)
+    if items := [Metric(k, float(v), int(time.time() * 1000), 0) for k, v in (final or {}).items() if v is not None]:
+        box.log_batch(run_id, metrics=items)
     if box.drain(min(10.0, drain_seconds())) == 0:
         try:
             with quick_http():
@@ -178,6 +206,7 @@ def tune_trial(config: dict) -> None:
     """Tune function trainable: one sweep trial (its config holds the TrialConfig + tracking info)."""
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    stamps = {"timing/trial_start": time.time()}
     trial_id = ray.tune.get_context().get_trial_id()
     cfg = TrialConfig.parse(config["trial"])
     t = config["tracking"]
@@ -189,4 +218,4 @@ def tune_trial(config: dict) -> None:
         ray.tune.report(done)
         return
     fit_trial(cfg, f"trial-{trial_id}", storage, info, callbacks=[TuneReportCallback()],
-              max_failures=config.get("train_max_failures", 2))
+              max_failures=config.get("train_max_failures", 2), stamps=stamps)

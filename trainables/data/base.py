@@ -34,6 +34,7 @@ class DatasetSpec:
     in_chans: ClassVar[int] = 3
     has_boxes: ClassVar[bool] = False
     has_masks: ClassVar[bool] = False
+    cache_dir: str | None = None  # set by ``build_dataset``: the per-node split cache of generated data
 
     def __init__(self, cfg):
         """``cfg``: a ``trainables.config.DatasetConfig``."""
@@ -71,8 +72,11 @@ DATASETS: Registry[type[DatasetSpec]] = Registry("dataset", "trainables.data")
 register_dataset = DATASETS.register
 
 
-def build_dataset(cfg) -> DatasetSpec:
-    return DATASETS.get(cfg.name)(cfg)
+def build_dataset(cfg, cache_dir: str | None = None) -> DatasetSpec:
+    """``cache_dir``: where generated (embedded) datasets cache their splits (``_cache.py``); None: no cache."""
+    spec = DATASETS.get(cfg.name)(cfg)
+    spec.cache_dir = cache_dir
+    return spec
 
 
 def make_sample(image: torch.Tensor, label: int, box=None, mask: torch.Tensor | None = None) -> dict:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from trainables.data.base import DatasetSpec, Split, TensorSplit, register_dataset
+from trainables.data._cache import cached_split
 from trainables.data.shapes import mask_boxes
 
 MIN_SIDE_PX = 8.0  # one pixel per glyph cell at least
@@ -133,7 +134,7 @@ class Digits(DatasetSpec):
 
     def load(self, split: Split) -> TensorSplit:
         if split not in self._cache:
-            self._cache[split] = self._generate(split)
+            self._cache[split] = cached_split(self, split, self._generate)  # per-node disk cache (_cache.py)
         return self._cache[split]
 
     def _generate(self, split: Split) -> TensorSplit:

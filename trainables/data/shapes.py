@@ -25,6 +25,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from trainables.data.base import DatasetSpec, Split, TensorSplit, register_dataset
+from trainables.data._cache import cached_split
 
 SHAPE_NAMES = ("circle", "square", "triangle", "cross", "ring", "diamond", "x", "frame")
 MIN_SIDE_PX = 4.0  # smaller objects are enlarged to this side so every mask is non-empty
@@ -181,7 +182,7 @@ class Shapes(DatasetSpec):
 
     def load(self, split: Split) -> TensorSplit:
         if split not in self._cache:
-            self._cache[split] = self._generate(split)
+            self._cache[split] = cached_split(self, split, self._generate)  # per-node disk cache (_cache.py)
         return self._cache[split]
 
     def _generate(self, split: Split) -> TensorSplit:
