@@ -22,11 +22,15 @@ def _tensors(split):
     return xs, ys
 
 
+def dataset(n: int = 64, seed: int = 0):
+    return build_dataset(DatasetConfig(name="shapes", seed=seed, image_size=16, params={
+        "num_classes": 6, "n_train": 600, "n_test": n, "min_size": 0.5, "max_size": 0.9}))
+
+
 @functools.lru_cache(maxsize=None)
 def trained(n: int = 64, epochs: int = 30, seed: int = 0):
     """``(model, x, y)``: the eval-mode model (no BN) trained on 600 shapes and ``n`` test images with labels."""
-    data = build_dataset(DatasetConfig(name="shapes", seed=seed, image_size=16, params={
-        "num_classes": 6, "n_train": 600, "n_test": n, "min_size": 0.5, "max_size": 0.9}))
+    data = dataset(n, seed)
     xs, ys = _tensors(data.split("train"))
     torch.manual_seed(seed)
     model = tiny_cnn()

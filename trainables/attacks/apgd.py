@@ -157,6 +157,9 @@ def _attack(model, x, y, eps, norm, steps, rho, bn, g, runs) -> torch.Tensor:
     with attack_mode(model, x, bn):
         with torch.no_grad():
             clean = model(x)
+        need = max(({"ce": 1, "dlr": 3, "dlr_t": 4}[loss] for loss, _ in runs), default=1)
+        if clean.shape[1] < need:
+            raise ValueError(f"APGD with the {runs[0][0]} loss needs at least {need} classes, the model has {clean.shape[1]}")
         robust = clean.argmax(1) == y
         ranked = clean.argsort(1, descending=True)
         for loss, target in runs:
