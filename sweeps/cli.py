@@ -68,11 +68,13 @@ def sync(results: Path = ResultsOpt,
 @app.command()
 def report(sweep_name: Optional[str] = typer.Argument(None, help="sweep name (default: the latest sweep)"),
            results: Path = ResultsOpt,
-           out: Optional[Path] = typer.Option(None, help="output directory (default: RESULTS/reports/SWEEP)")):
+           out: Optional[Path] = typer.Option(None, help="output directory (default: RESULTS/reports/SWEEP)"),
+           exclude_flagged: bool = typer.Option(False, "--exclude-flagged",
+                                                help="leave trials flagged by the gradient-masking checks off the fronts")):
     """Write the Pareto-front HTML report (+ PNGs) of a sweep and log it to its MLflow parent run."""
     from sweeps.reporting import run_report
 
-    run_report(sweep_name, results, out)
+    run_report(sweep_name, results, out, exclude_flagged)
 
 
 @app.command()

@@ -16,6 +16,7 @@ draws its random start from its own generator, so ``robust/pgd`` alone equals th
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -102,24 +103,19 @@ def square_attack(ctx: EvalContext, victim, g):
     return EvalAttack(call, {"eps": eps, "queries": rc.square_queries})
 
 
-def _autoattack(ctx: EvalContext, victim, g, eps: float, norm: str):
+def _autoattack(ctx: EvalContext, victim, g, norm: str):
     from trainables.attacks.autoattack import VERSIONS, autoattack
 
     rc = ctx.cfg.evaluation.robust
+    eps = linf_eps(ctx) if norm == "linf" else rc.eps_l2
     call = lambda x, y: autoattack(victim, x, y, eps, norm=norm, version=rc.autoattack_version,  # noqa: E731
                                    steps=rc.apgd_steps, queries=rc.square_queries, seed=_seed(g))
     return EvalAttack(call, {"eps": eps, "version": rc.autoattack_version, "stages": ",".join(VERSIONS[rc.autoattack_version]),
                              "steps": rc.apgd_steps, "queries": rc.square_queries})
 
 
-@register_eval_attack("autoattack")
-def autoattack_attack(ctx: EvalContext, victim, g):
-    return _autoattack(ctx, victim, g, linf_eps(ctx), "linf")
-
-
-@register_eval_attack("autoattack_l2")
-def autoattack_l2_attack(ctx: EvalContext, victim, g):
-    return _autoattack(ctx, victim, g, ctx.cfg.evaluation.robust.eps_l2, "l2")
+for _name, _norm in (("autoattack", "linf"), ("autoattack_l2", "l2")):  # robust/autoattack, robust/autoattack_l2
+    register_eval_attack(_name)(functools.partial(_autoattack, norm=_norm))
 
 
 def victim(ctx: EvalContext) -> torch.nn.Module:

@@ -147,7 +147,7 @@ class Sanity(Family):
         ctx, rc, p = self.ctx, self.ctx.cfg.evaluation.robust, self.p
         v, m, eps, g = victim(ctx), ctx.model, linf_eps(ctx), ctx.generator("sanity")
         plain = lambda e: pgd(v, x, y, e, steps=rc.pgd_steps, alpha=rc.pgd_step_ratio * e / rc.pgd_steps)  # noqa: E731
-        out = {"fgsm": _correct(m, batch.need("adv:fgsm")[:n], y), "pgd": _correct(m, batch.need("adv:pgd")[:n], y),
+        out = {"fgsm": _correct(m, self._adv(batch, "fgsm", x, y), y), "pgd": _correct(m, self._adv(batch, "pgd", x, y), y),
                "pgd0": _correct(m, plain(eps), y), "pgd_big": _correct(m, plain(p.eps_factor * eps), y),
                "pgd_huge": _correct(m, plain(p.huge_eps), y)}
         strong = torch.ones_like(out["pgd"])
@@ -159,8 +159,17 @@ class Sanity(Family):
         sq = square(v, x, y, eps, queries=p.square_queries, generator=torch.Generator().manual_seed(_seed(g)))
         out["square"] = _correct(m, sq, y)
         if p.autoattack:
-            out["autoattack"] = _correct(m, batch.need("adv:autoattack")[:n], y)
+            out["autoattack"] = _correct(m, self._adv(batch, "autoattack", x, y), y)
         return out
+
+    def _adv(self, batch: Batch, attack: str, x, y) -> torch.Tensor:
+        """The evaluation attack's images: shared with the attacks family when it runs ``attack``, else
+        computed here on the checked images only."""
+        from trainables.evaluation.attacks import build_attack
+
+        if attack in self.ctx.cfg.evaluation.robust.attacks:
+            return batch.need(f"adv:{attack}")[:len(x)]
+        return build_attack(self.ctx, attack).call(x, y)
 
     def reduce(self, values: dict[str, torch.Tensor]) -> dict[str, float]:
         from trainables.evaluation.base import nanmean
