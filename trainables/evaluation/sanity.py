@@ -18,8 +18,8 @@ The PGD runs of ``eps_growth`` / ``unbounded`` start at the clean image (no rand
 huge ball is noise, which would pass the check without any gradient). FGSM, PGD-10 and AutoAttack are the
 evaluation's own attacks (``adv:<attack>`` work, shared with the attacks family when it runs them); the rest
 are run here on the first ``params.images`` images of the subset (per rank). Cost at the defaults: about
-1 + 10 + 10 + 10 + 100 gradient passes, 300 Square queries and one AutoAttack (``evaluation.robust``'s settings)
-on 32 images.
+1 + 10 + 10 + 10 + 100 gradient passes, 200 Square queries and one AutoAttack (``evaluation.robust``'s settings)
+on 16 images (the unit tests use 32 images and 300 queries).
 
 Output: the metric ``sanity/flags`` (number of flagged checks), the MLflow tags ``arx.sanity.<check>``
 (``ok`` / ``FLAG`` and the numbers behind it) and ``arx.sanity.flagged`` (the flagged checks, or ``none``);
@@ -40,14 +40,14 @@ TAG = "sanity"
 
 
 class SanityParams(FamilyParams):
-    images: int = Field(32, ge=1, description="images of the subset the checks attack (per rank)")
+    images: int = Field(16, ge=1, description="images of the subset the checks attack (per rank)")
     tol: float = Field(0.05, ge=0, le=1, description="accuracy tolerance of the comparisons (fraction)")
     eps_factor: float = Field(4.0, gt=1, description="the larger ε of eps_growth, in multiples of the eval ε")
     huge_eps: float = Field(1.0, gt=0, le=1, description="L-inf ε of the unbounded check (1 = the whole image)")
     huge_max: float = Field(0.1, ge=0, le=1, description="highest accuracy the unbounded attack may leave")
     strong_steps: int = Field(100, ge=1, description="PGD steps of the more_steps check")
     strong_restarts: int = Field(1, ge=1, description="random restarts of the more_steps check")
-    square_queries: int = Field(300, ge=1, description="queries of the square check's Square attack")
+    square_queries: int = Field(200, ge=1, description="queries of the square check's Square attack")
     aa_gap: float = Field(0.10, ge=0, le=1, description="largest PGD-10 − AutoAttack gap not flagged")
     autoattack: bool = Field(True, description="run the autoattack check (its cost is AutoAttack's)")
 
