@@ -37,8 +37,9 @@ def test_ordinary_trained_model_is_not_flagged(tiny):
     metrics, tags = _evaluate(tiny)
     assert tags["flagged"] == "none", tags
     assert metrics["sanity/flags"] == 0
-    assert set(tags) == {"flagged", "pgd_vs_fgsm", "eps_growth", "unbounded", "more_steps", "square", "autoattack"}
-    assert all(v.startswith("ok: ") for k, v in tags.items() if k != "flagged")
+    assert set(tags) == {"flagged", "images", "pgd_vs_fgsm", "eps_growth", "unbounded", "more_steps", "square", "autoattack"}
+    assert tags["images"] == "32 images, tolerance 0.062"
+    assert all(v.startswith("ok: ") for k, v in tags.items() if k not in ("flagged", "images"))
 
 
 def test_gradient_masked_model_is_flagged(tiny):

@@ -4,7 +4,7 @@ non-differentiable layers, shattered loss surfaces) looks robust to PGD without 
 compares attacks whose ordering is known for an honestly evaluated model:
 
 =============  ====================================================================  =========================
-check          flagged when (accuracies on the same images, ``tol`` = ``params.tol``)  why it means masking
+check          flagged when (accuracies on the same images, ``tol`` = max(``params.tol``, 2/n))  why
 =============  ====================================================================  =========================
 pgd_vs_fgsm    PGD-10 > FGSM + tol                                                    iterating did not help
 eps_growth     acc(ε) > tol and acc(``eps_factor``·ε) > acc(ε) − tol                   accuracy not falling with ε
@@ -41,7 +41,8 @@ TAG = "sanity"
 
 class SanityParams(FamilyParams):
     images: int = Field(16, ge=1, description="images of the subset the checks attack (per rank)")
-    tol: float = Field(0.05, ge=0, le=1, description="accuracy tolerance of the comparisons (fraction)")
+    tol: float = Field(0.05, ge=0, le=1, description="accuracy tolerance of the comparisons (fraction; at least "
+                                                       "2 images' worth of the checked images)")
     eps_factor: float = Field(4.0, gt=1, description="the larger ε of eps_growth, in multiples of the eval ε")
     huge_eps: float = Field(1.0, gt=0, le=1, description="L-inf ε of the unbounded check (1 = the whole image)")
     huge_max: float = Field(0.1, ge=0, le=1, description="highest accuracy the unbounded attack may leave")
@@ -177,7 +178,10 @@ class Sanity(Family):
         acc = {k.removeprefix("_sanity/"): v for k, v in nanmean(values, [f"_sanity/{k}" for k in self._names()]).items()}
         if not acc:
             return {}
-        verdicts = judge(acc, self.p)
+        n = int((~torch.isnan(values["_sanity/pgd"])).sum())
+        p = self.p.model_copy(update={"tol": max(self.p.tol, 2 / max(n, 1))})  # never flag on a 1-image difference
+        self.ctx.tags[f"{TAG}.images"] = f"{n} images, tolerance {p.tol:.3f}"
+        verdicts = judge(acc, p)
         for name, (flag, detail) in verdicts.items():
             self.ctx.tags[f"{TAG}.{name}"] = f"{'FLAG' if flag else 'ok'}: {detail}"
         flagged = [k for k, (f, _) in verdicts.items() if f]
