@@ -139,10 +139,12 @@ def default_picks(objs: list[Objective], completed: pd.DataFrame) -> list[PickSp
             for o in objs if o.key != acc]
 
 
-def analyse(df: pd.DataFrame, objectives: Any = None, picks: Sequence[PickSpec] | None = None) -> SweepAnalysis:
-    """All the numbers of a report (see the module docstring of ``analysis.pareto`` for the conventions)."""
+def analyse(df: pd.DataFrame, objectives: Any = None, picks: Sequence[PickSpec] | None = None,
+            exclude_flagged: bool = False) -> SweepAnalysis:
+    """All the numbers of a report (see the module docstring of ``analysis.pareto`` for the conventions);
+    ``exclude_flagged``: trials flagged by the gradient-masking checks stay off fronts, ranks and picks."""
     notes: list[str] = []
-    df = df.copy()
+    df = _mark_flagged(df.copy())
     if "status" not in df.columns:
         df["status"] = "completed"
     if "regime" not in df.columns:
@@ -159,8 +161,12 @@ def analyse(df: pd.DataFrame, objectives: Any = None, picks: Sequence[PickSpec] 
         has_all = completed[keys].apply(pd.to_numeric, errors="coerce").notna().all(axis=1)
     else:
         has_all = pd.Series(False, index=completed.index)
-    valid = completed[has_all]
+    excluded = completed[SANITY_MARK] != "" if exclude_flagged else pd.Series(False, index=completed.index)
+    valid = completed[has_all & ~excluded]
     missing = completed[~has_all]
+    if excluded.any():
+        notes.append(f"{int(excluded.sum())} trial(s) flagged by the gradient-masking checks are excluded from the "
+                     "fronts (see Robustness sanity)")
     by_setting = seeds.aggregate(valid, keys, setting_cols) if keys else None
     if by_setting is not None:
         by_setting["settings"] = [seeds.settings_text(r, setting_cols, _settings_text) for _, r in by_setting.iterrows()]
@@ -168,6 +174,7 @@ def analyse(df: pd.DataFrame, objectives: Any = None, picks: Sequence[PickSpec] 
         notes.append(f"{repeated} setting(s) ran with several seeds: fronts, hypervolumes, the knee and the picks use "
                      "each setting's mean over its seeds (error bars: ± 1 standard deviation; n = seeds); every "
                      "trial is listed under All trials")
+        by_setting[SANITY_MARK] = [" ".join(sorted(set(df.loc[m, SANITY_MARK]) - {""})) for m in by_setting["members"]]
         valid = by_setting
     df["rank"] = 0
     df["on_front"] = False
@@ -199,8 +206,8 @@ def analyse(df: pd.DataFrame, objectives: Any = None, picks: Sequence[PickSpec] 
     specs = list(picks) if picks is not None else (default_picks(objs, completed) if objs else [])
     chosen = []
     for spec in specs:
-        pk = pareto.constrained_pick(valid if by_setting is not None else completed, spec.target, spec.constraints,
-                                     spec.direction)
+        pk = pareto.constrained_pick(valid if by_setting is not None else completed[~excluded], spec.target,
+                                     spec.constraints, spec.direction)
         chosen.append((spec, pk))
     summary = _regime_summary(df, valid, objs, hv_by_regime)
     return SweepAnalysis(objs, df, valid, failed, missing, front, ref_point, hv, hv_by_regime, pair_fronts, knee,
@@ -286,7 +293,7 @@ def _figures(a: SweepAnalysis, out_dir: Path, png: bool = True) -> tuple[list[tu
             pngs.append(draw(*args, **kw))
 
     colors = plots.regime_colors(a.trials["regime"].unique())
-    hover = a.keys
+    hover = [*a.keys, SANITY_MARK] if (a.valid[SANITY_MARK] != "").any() else a.keys
     valid = a.valid
     knee = a.knee.index if a.knee else None
     dirs = {o.key: o.direction for o in a.objectives}
@@ -508,6 +515,41 @@ def _overhead_line(trials: pd.DataFrame) -> str | None:
     return overhead_line(*(pd.to_numeric(trials[c], errors="coerce").tolist() for c in cols))
 
 
+# ---------------------------------------------------------------------------------------------------
+# robustness sanity (gradient-masking checks, trainables/evaluation/sanity.py)
+# ---------------------------------------------------------------------------------------------------
+SANITY_MARK = "masking?"
+
+
+def _mark_flagged(df: pd.DataFrame) -> pd.DataFrame:
+    """Adds the column ``masking?``: "⚠ <checks>" for trials whose gradient-masking checks flagged, else ""."""
+    col = df["sanity"] if "sanity" in df.columns else pd.Series("", index=df.index)
+    checks = col.fillna("").astype(str).replace("none", "")
+    df[SANITY_MARK] = ["\u26a0 " + c if c else "" for c in checks]
+    return df
+
+
+def sanity_html(a: SweepAnalysis, excluded: bool) -> list[str]:
+    """The "Robustness sanity" section: flagged trials, which checks flagged and the numbers behind them."""
+    out = ["<h2>Robustness sanity</h2>"]
+    if "sanity" not in a.trials.columns or not a.trials["sanity"].notna().any():
+        return out + ['<p class="muted">No trial ran the gradient-masking checks (evaluation family '
+                      "<code>sanity</code>, robustness group).</p>"]
+    flagged = a.trials[a.trials[SANITY_MARK] != ""]
+    checked = int(a.trials["sanity"].notna().sum())
+    out.append(f"<p>{len(flagged)} of {checked} checked trial(s) flagged. A flag means an attack ordering that holds "
+               "for honestly evaluated models failed (PGD no stronger than FGSM, accuracy not falling as ε grows "
+               "or at an unbounded ε, more PGD steps weaker, the gradient-free Square or AutoAttack far stronger "
+               "than PGD): its robust accuracy may come from masked gradients. Flagged trials carry "
+               f"<b>{SANITY_MARK[:-1]} \u26a0</b> in the tables and the front hovers; "
+               + ("they are <b>excluded</b> from the fronts." if excluded else
+                  "<code>arx report --exclude-flagged</code> leaves them off the fronts.") + "</p>")
+    if len(flagged):
+        out.append(_table(flagged.assign(**{"on front": flagged["on_front"]}),
+                          ["trial_id", "regime", "on front", "sanity", "sanity_why"], link_col="run_link"))
+    return out
+
+
 def render_html(a: SweepAnalysis, meta: dict[str, Any], figs: list[tuple[str, str, Any]],
                 gallery: list[tuple[str, Path]], pngs: list[Path], common=None) -> str:
     keys = a.keys
@@ -553,10 +595,11 @@ def render_html(a: SweepAnalysis, meta: dict[str, Any], figs: list[tuple[str, st
             out.append(f'<p>{_link(link, "Compare the Pareto-optimal runs in MLflow")} (side by side: parameters, '
                        "metrics, curves).</p>")
         out.append(_table(a.front.sort_values(keys[0], ascending=a.objectives[0].direction == "min"),
-                          ["trial_id", "regime", *_objective_cols(a), "settings"], link_col="run_link"))
+                          ["trial_id", SANITY_MARK, "regime", *_objective_cols(a), "settings"], link_col="run_link"))
     else:
         out.append('<p class="muted">No Pareto-optimal trial.</p>')
 
+    out += sanity_html(a, bool(meta.get("exclude_flagged")))
     out.append("<h2>Per regime</h2>")
     if len(a.regime_summary):
         out.append("<p>Best and median of each objective over the regime's completed trials with every objective; "
@@ -660,15 +703,16 @@ def render_html(a: SweepAnalysis, meta: dict[str, Any], figs: list[tuple[str, st
 # ---------------------------------------------------------------------------------------------------
 def write_frame_report(df: pd.DataFrame, out_dir: str | Path, objectives: Any = None,
                        picks: Sequence[PickSpec] | None = None, tracking_uri: str | None = None,
-                       meta: dict[str, Any] | None = None, png: bool = True) -> Path:
+                       meta: dict[str, Any] | None = None, png: bool = True, exclude_flagged: bool = False) -> Path:
     """Write ``out_dir/report.html`` and the PNGs for the trials in ``df`` (``load_runs`` columns)."""
-    return _write(df, out_dir, objectives, picks, tracking_uri, meta, png)[0]
+    return _write(df, out_dir, objectives, picks, tracking_uri, {**(meta or {}), "exclude_flagged": exclude_flagged},
+                  png)[0]
 
 
 def _write(df, out_dir, objectives, picks, tracking_uri, meta, png=True) -> tuple[Path, list[Path]]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    a = analyse(df, objectives, picks)
+    a = analyse(df, objectives, picks, exclude_flagged=bool((meta or {}).get("exclude_flagged")))
     figs, pngs = _figures(a, out_dir, png)
     m = {"sweep": df.attrs.get("sweep_name") or df.attrs.get("experiment_name") or "?",
          "experiment": df.attrs.get("experiment_name", ""), "tracking_uri": tracking_uri or "",
@@ -697,21 +741,23 @@ def _common(a: SweepAnalysis, tracking_uri: str | None):
 
 def write_report(sweep: str | None, tracking_uri: str, out_dir: str | Path | None = None, objectives: Any = None,
                  *, picks: Sequence[PickSpec] | None = None, ui_url: str | None = None,
-                 log_to_mlflow: bool = True, png: bool = True) -> Path:
+                 log_to_mlflow: bool = True, png: bool = True, exclude_flagged: bool = False) -> Path:
     """The report of a sweep in an MLflow store; returns the HTML path (PNGs are written beside it).
 
     ``sweep``: a sweep (experiment) name, a launch's Tune name (``default-2``) or parent run id, or None for
     the newest sweep (see ``analysis.runs.resolve_sweep``). ``out_dir`` defaults to ``reports/<sweep name>``.
     ``objectives`` overrides the sweep's own (metric keys or ``{"key", "direction"}`` dicts). The HTML and
     PNGs (``png=False``: none, HTML only) are logged to the parent run under ``report/`` (skipped with a warning if that fails, or when the
-    sweep has no parent run). Raises ``ArxError`` for an unknown sweep.
+    sweep has no parent run). ``exclude_flagged``: leave trials flagged by the gradient-masking checks off the
+    fronts (they stay listed under "Robustness sanity"). Raises ``ArxError`` for an unknown sweep.
     """
     ref: SweepRef = resolve_sweep(tracking_uri, sweep)
     df = load_sweep_runs(tracking_uri, ref, ui_url=ui_url)
     out_dir = Path(out_dir) if out_dir is not None else Path("reports") / ref.name
     base = ui_base(tracking_uri, ui_url)
     meta = {"sweep": ref.name, "experiment": ref.experiment_name, "parent_run_id": ref.parent_run_id or "",
-            "parent_link": run_link(base, ref.experiment_id, ref.parent_run_id), "constraints": ref.constraints}
+            "parent_link": run_link(base, ref.experiment_id, ref.parent_run_id), "constraints": ref.constraints,
+            "exclude_flagged": exclude_flagged}
     path, files = _write(df, out_dir, objectives, picks, tracking_uri, meta, png)
     if log_to_mlflow and ref.parent_run_id:
         try:

@@ -11,7 +11,9 @@ The trial table has one row per trial and these columns:
 * ``run_id``, ``run_name``, ``trial_id``, ``regime``, ``dataset``, ``backbone``, ``status``
   (``completed`` | ``failed`` | ``pruned`` | ``running``), ``failure_reason``, ``parent_run_id``, ``experiment_id``,
   ``start_time`` (pandas Timestamp, UTC), ``run_link`` (MLflow UI URL, empty without a run id); pruned trials
-  (stopped at an early-stopping rung) also ``rung`` and ``device_seconds_saved``;
+  (stopped at an early-stopping rung) also ``rung`` and ``device_seconds_saved``; trials evaluated with the
+  gradient-masking checks (``arx.sanity.*`` tags) also ``sanity`` (flagged checks, or ``none``) and
+  ``sanity_why`` (their numbers);
 * every final metric under its key (``acc/top1``, ``robust/pgd``, ``train/loss`` = last epoch, ...);
 * every parameter as ``params.<flattened name>`` (``params.regime.params.eps``, ``params.optim.lr``), with
   numbers converted back from MLflow's strings when a whole column parses as numbers.
@@ -35,6 +37,7 @@ ROLE_TAG, STATUS_TAG, REASON_TAG, PARENT_TAG = "arx.role", "arx.status", "arx.fa
 BASE_COLUMNS = ["trial_id", "regime", "status", "failure_reason", "run_id", "run_name", "dataset", "backbone",
                 "parent_run_id", "experiment_id", "start_time", "run_link"]
 PARAM_PREFIX = "params."
+SANITY_COLUMNS = ["sanity", "sanity_why"]   # gradient-masking checks (evaluation/sanity.py): flagged checks, details
 DEFAULT_UI = "http://127.0.0.1:5000"   # what ``arx ui`` serves
 
 
@@ -193,6 +196,10 @@ def _trial_row(run, base: str) -> dict[str, Any]:
     if status == "pruned":  # stopped at an early-stopping rung (sweeps/scheduler.py)
         row |= {"rung": pd.to_numeric(tags.get("arx.rung"), errors="coerce"),
                 "device_seconds_saved": pd.to_numeric(tags.get("arx.device_seconds_saved"), errors="coerce")}
+    if "arx.sanity.flagged" in tags:
+        row |= {"sanity": tags["arx.sanity.flagged"],
+                "sanity_why": "; ".join(f"{k[len('arx.sanity.'):]}: {v[len('FLAG: '):]}" for k, v in sorted(tags.items())
+                                        if k.startswith("arx.sanity.") and v.startswith("FLAG: "))}
     row.update({k: float(v) for k, v in run.data.metrics.items()})
     row.update({PARAM_PREFIX + k: v for k, v in run.data.params.items()})
     return row
@@ -206,9 +213,10 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     if not rows:
         return empty_frame()
     df = pd.DataFrame(rows)
-    metric_cols = sorted(c for c in df.columns if c not in BASE_COLUMNS and not c.startswith(PARAM_PREFIX))
+    text = BASE_COLUMNS + SANITY_COLUMNS
+    metric_cols = sorted(c for c in df.columns if c not in text and not c.startswith(PARAM_PREFIX))
     param_cols = sorted(c for c in df.columns if c.startswith(PARAM_PREFIX))
-    df = df[[c for c in BASE_COLUMNS if c in df.columns] + metric_cols + param_cols]
+    df = df[[c for c in text if c in df.columns] + metric_cols + param_cols]
     for c in metric_cols:
         df[c] = pd.to_numeric(df[c], errors="coerce")
     df = _convert_params(df)

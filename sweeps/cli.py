@@ -78,13 +78,15 @@ def sync(results: Path = ResultsOpt,
 def report(sweep_name: Optional[str] = typer.Argument(None, help="sweep name (default: the latest sweep)"),
            results: Path = ResultsOpt,
            out: Optional[Path] = typer.Option(None, help="output directory (default: RESULTS/reports/SWEEP)"),
+           exclude_flagged: bool = typer.Option(False, "--exclude-flagged",
+                                                help="leave trials flagged by the gradient-masking checks off the fronts"),
            verbose: bool = VerboseOpt):
     """Write the Pareto-front HTML report (+ PNGs) of a sweep and log it to its MLflow parent run."""
     from sweeps.quiet import quiet_session
     from sweeps.reporting import run_report
 
     with quiet_session(results, "report", verbose):
-        run_report(sweep_name, results, out)
+        run_report(sweep_name, results, out, exclude_flagged)
 
 
 @app.command()

@@ -7,7 +7,7 @@ from sweeps.console import console
 from trainables.tracking import default_tracking_uri
 
 
-def run_report(sweep: str | None, results: Path, out: Path | None) -> Path:
+def run_report(sweep: str | None, results: Path, out: Path | None, exclude_flagged: bool = False) -> Path:
     from analysis.report import write_report
     from analysis.runs import resolve_sweep
     from sweeps.quiet import engage
@@ -17,7 +17,7 @@ def run_report(sweep: str | None, results: Path, out: Path | None) -> Path:
     out_dir = out or results / "reports" / ref.name
     console.print(f"arx report: sweep {ref.name!r} from {uri}")
     engage()  # matplotlib / plotly / MLflow messages go to the log file under the CLI
-    html = write_report(sweep or ref.name, uri, out_dir)
+    html = write_report(sweep or ref.name, uri, out_dir, exclude_flagged=exclude_flagged)
     console.print(f"report: {html.resolve()}\n  open it in a browser (file://{html.resolve()}); "
                   f"also logged to the sweep's MLflow parent run")
     return html

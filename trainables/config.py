@@ -160,6 +160,13 @@ class RobustEvalConfig(Strict):
     pgd_steps: int = Field(10, ge=1)
     pgd_step_ratio: float = Field(2.5, gt=0, description="PGD step size = ratio * eps / steps")
     random_start: bool = True
+    apgd_steps: int = Field(10, ge=1, description="APGD / APGD-T / FAB-T iterations of robust/apgd_*, robust/autoattack "
+                                                  "(torchattacks' AutoAttack: 10; fra31/auto-attack standard: 100)")
+    apgd_restarts: int = Field(1, ge=1, description="APGD restarts of robust/apgd_ce, robust/apgd_dlr")
+    square_queries: int = Field(1000, ge=1, description="Square queries of robust/square and AutoAttack's Square stage "
+                                                        "(the reference: 5000; fewer only on still-robust images)")
+    autoattack_version: Literal["standard", "nofab"] = Field(
+        "standard", description="standard: APGD-CE, APGD-T, FAB-T, Square; nofab: without FAB-T (no torchattacks)")
     victim: Literal["model", "folded", "cpu_plan"] = Field(
         "folded", description="what the attacks differentiate (the same function; models/inference.py): the model "
                               "itself, a frozen BN-folded copy (channels_last on GPU), or that copy with the opt-in "

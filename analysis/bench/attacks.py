@@ -11,6 +11,13 @@ Rows, one per attack victim (``evaluation.robust.victim``), each our ``pgd`` vs 
 - ``attacks/pgd10_cpu_plan``: the opt-in per-layer CPU plan (``trainables.models.cpu_plan``);
 - ``attacks/pgd10_same_model``: victim ``model``, the unmodified model (bit-identical images to torchattacks).
 Adversarial images of the copies may differ from the model's by float rounding; robust accuracies are reported.
+
+- ``attacks/autoattack``: arx's ``autoattack`` (standard: APGD-CE, APGD-T, FAB-T, Square; default victim) vs
+  ``torchattacks.AutoAttack`` on the same model and batch (target: ratio ≤ 1.0), both at the eval ε of 64-px
+  images (1/255, so that images survive the first stages and every stage is timed), 10 APGD/FAB steps
+  (torchattacks' setting), Square at 1000 queries in both, the same seed; 3 repeats. ``cost_vs_pgd10``:
+  arx's AutoAttack time ÷ arx's PGD-10 time (default victim) on the same batch; ``stages``: the robust count
+  after each stage.
 """
 from __future__ import annotations
 
@@ -67,5 +74,29 @@ def run(quick: bool = False) -> list[dict]:
         acc = {k: float((model(a).argmax(1) == y).float().mean()) for k, a in advs.items()}
     common = {"peer_s": t["peer"], "target": "ratio <= 0.8", "device": str(device), "threads": torch.get_num_threads(),
               "image_size": size, "batch": batch, "steps": steps, "robust_acc_peer": acc["peer"]}
-    return [{"bench": row, "ours_s": t[v], "ratio": t[v] / t["peer"], "robust_acc_ours": acc[v], "victim": v, **common}
+    rows = [{"bench": row, "ours_s": t[v], "ratio": t[v] / t["peer"], "robust_acc_ours": acc[v], "victim": v, **common}
             for v, row in victims.items()]
+    return rows + [_autoattack_row(model, x, y, device, t["folded"], 1 if quick else 3)]
+
+
+def _autoattack_row(model, x, y, device, pgd10_s: float, repeats: int) -> dict:
+    import torchattacks
+
+    from trainables.attacks.autoattack import autoattack
+    from trainables.models.inference import attack_victim
+
+    eps, steps, queries, stages = 1 / 255, 10, 1000, []
+    peer = torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=10, seed=0)
+    peer._autoattack.attacks[-1].n_queries = queries  # the same Square budget (5000 in its constructor)
+    fns = {"ours": lambda: autoattack(attack_victim(model, "folded"), x, y, eps, steps=steps, queries=queries, seed=0),
+           "peer": lambda: peer(x, y)}
+    t = _interleaved(fns, device, repeats)
+    ours = autoattack(attack_victim(model, "folded"), x, y, eps, steps=steps, queries=queries, seed=0,
+                      on_stage=lambda n, r: stages.append(f"{n}:{r}"))
+    theirs = peer(x, y)  # outside no_grad: torchattacks needs autograd on
+    with torch.no_grad():
+        acc = {k: float((model(a).argmax(1) == y).float().mean()) for k, a in (("ours", ours), ("peer", theirs))}
+    return {"bench": "attacks/autoattack", "ours_s": t["ours"], "peer_s": t["peer"], "ratio": t["ours"] / t["peer"],
+            "cost_vs_pgd10": t["ours"] / pgd10_s, "target": "ratio <= 1.0", "device": str(device),
+            "threads": torch.get_num_threads(), "batch": len(x), "eps": eps, "steps": steps, "queries": queries,
+            "robust_acc_ours": acc["ours"], "robust_acc_peer": acc["peer"], "stages": " ".join(stages)}

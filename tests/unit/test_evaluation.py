@@ -17,7 +17,9 @@ from trainables.regimes import build_regime
 
 EVAL = {
     "groups": ["accuracy", "robustness", "explain"], "num_images": 12, "batch_size": 6,
-    "robust": {"pgd_steps": 2, "ara_images": 4, "ara_steps": 5, "explain_images": 1, "explain_steps": 2},
+    "robust": {"pgd_steps": 2, "ara_images": 4, "ara_steps": 5, "explain_images": 1, "explain_steps": 2,
+               "apgd_steps": 2, "square_queries": 5},
+    "params": {"sanity": {"images": 6, "strong_steps": 3, "square_queries": 5}},
     "explain": {"ifia_steps": 1, "ifia_ig_steps": 2, "ig_steps": 4, "ros_samples": 2, "ros_noise": [0.001, 0.002],
                 "noise_sigmas": [0.001, 0.002], "road_fractions": [0.2, 0.6], "attr_topk": 20, "attr_images": 3,
                 "gallery_images": 1},
@@ -130,7 +132,7 @@ def test_topgap_effective_k_in_pixels():
 
 
 @pytest.mark.parametrize("section,value,message", [
-    ({"robust": {"attacks": ["fgsm", "cw"]}}, None, "evaluation.robust.attacks.1: unknown evaluation attack 'cw'; valid: fgsm, pgd, pgd_l2"),
+    ({"robust": {"attacks": ["fgsm", "cw"]}}, None, "evaluation.robust.attacks.1: unknown evaluation attack 'cw'; valid: apgd_ce, apgd_dlr, autoattack, autoattack_l2, fgsm, pgd, pgd_l2, square"),
     ({"explain": {"cam": "scorecam"}}, None, "unknown CAM method 'scorecam'; valid:"),
     ({"explain": {"metrics": ["box_iou", "beauty"]}}, None, "unknown explain metric 'beauty'; valid:"),
     ({"groups": ["accuracy", "vibes"]}, None, "unknown evaluation group 'vibes'; valid: accuracy, explain"),

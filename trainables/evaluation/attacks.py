@@ -2,6 +2,10 @@
 (prediction unchanged; misclassified images are attacked again with their clean prediction as the label,
 Top-GAP's protocol) and ``robust/<attack>_top5`` where ``metrics/keys.py`` has that row.
 
+Attacks: ``fgsm``, ``pgd``, ``pgd_l2`` (gradient.py); ``apgd_ce``, ``apgd_dlr`` (APGD, apgd.py), ``square``
+(gradient-free, square.py), ``autoattack`` / ``autoattack_l2`` (the standard sequence, autoattack.py; each stage
+on the images still robust), with ``evaluation.robust.apgd_steps``, ``square_queries``, ``autoattack_version``.
+
 Evaluation attacks are a registry (``EVAL_ATTACKS``): ``@register_eval_attack("pgd")`` on a function
 ``(ctx, victim, generator) -> EvalAttack`` (``call(x, y) -> x_adv`` and its effective settings);
 ``evaluation.robust.attacks`` names them. Attacks run on the eval-mode model (running BN statistics), autocast off; they
@@ -12,6 +16,7 @@ draws its random start from its own generator, so ``robust/pgd`` alone equals th
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -62,6 +67,55 @@ def pgd_attack(ctx: EvalContext, victim, g):
 @register_eval_attack("pgd_l2")
 def pgd_l2_attack(ctx: EvalContext, victim, g):
     return _pgd(ctx, victim, g, ctx.cfg.evaluation.robust.eps_l2, "l2")
+
+
+def _seed(g: torch.Generator) -> int:
+    """A seed for the attacks that take CPU generators / a seed (APGD, Square, AutoAttack) from the key's stream."""
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=g, device=g.device))
+
+
+def _apgd(ctx: EvalContext, victim, g, loss: str):
+    from trainables.attacks.apgd import apgd
+
+    rc, eps = ctx.cfg.evaluation.robust, linf_eps(ctx)
+    call = lambda x, y: apgd(victim, x, y, eps, steps=rc.apgd_steps, restarts=rc.apgd_restarts,  # noqa: E731
+                             loss=loss, generator=torch.Generator().manual_seed(_seed(g)))
+    return EvalAttack(call, {"eps": eps, "steps": rc.apgd_steps, "restarts": rc.apgd_restarts, "loss": loss})
+
+
+@register_eval_attack("apgd_ce")
+def apgd_ce_attack(ctx: EvalContext, victim, g):
+    return _apgd(ctx, victim, g, "ce")
+
+
+@register_eval_attack("apgd_dlr")
+def apgd_dlr_attack(ctx: EvalContext, victim, g):
+    return _apgd(ctx, victim, g, "dlr")
+
+
+@register_eval_attack("square")
+def square_attack(ctx: EvalContext, victim, g):
+    from trainables.attacks.square import square
+
+    rc, eps = ctx.cfg.evaluation.robust, linf_eps(ctx)
+    call = lambda x, y: square(victim, x, y, eps, queries=rc.square_queries,  # noqa: E731
+                               generator=torch.Generator().manual_seed(_seed(g)))
+    return EvalAttack(call, {"eps": eps, "queries": rc.square_queries})
+
+
+def _autoattack(ctx: EvalContext, victim, g, norm: str):
+    from trainables.attacks.autoattack import VERSIONS, autoattack
+
+    rc = ctx.cfg.evaluation.robust
+    eps = linf_eps(ctx) if norm == "linf" else rc.eps_l2
+    call = lambda x, y: autoattack(victim, x, y, eps, norm=norm, version=rc.autoattack_version,  # noqa: E731
+                                   steps=rc.apgd_steps, queries=rc.square_queries, seed=_seed(g))
+    return EvalAttack(call, {"eps": eps, "version": rc.autoattack_version, "stages": ",".join(VERSIONS[rc.autoattack_version]),
+                             "steps": rc.apgd_steps, "queries": rc.square_queries})
+
+
+for _name, _norm in (("autoattack", "linf"), ("autoattack_l2", "l2")):  # robust/autoattack, robust/autoattack_l2
+    register_eval_attack(_name)(functools.partial(_autoattack, norm=_norm))
 
 
 def victim(ctx: EvalContext) -> torch.nn.Module:
