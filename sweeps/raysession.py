@@ -21,6 +21,10 @@ def init_ray(address: str | None = None, trial_slots: int | None = None) -> dict
     # per-epoch results carry train/* only; the objectives arrive with the final result (or the trial fails)
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")  # save the sweep's state often (kill + resume)
+    # MLflow's usage telemetry phones home from every trial process; offline (clusters, CI) its thread removes
+    # an environment variable while requests reads the environment, which failed trial REST calls under load
+    # (seen twice at 64 concurrent trials by the tracking load bench). MLFLOW_DISABLE_TELEMETRY=false restores it.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from sweeps.quiet import engage
 
     engage()  # under the CLI: Ray's output from here on goes to the log file
@@ -28,7 +32,7 @@ def init_ray(address: str | None = None, trial_slots: int | None = None) -> dict
     if ray.is_initialized():
         return ray.cluster_resources()
     env_vars = {k: os.environ[k] for k in ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "RAY_TRAIN_V2_ENABLED",
-                                           "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER",
+                                           "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "MLFLOW_DISABLE_TELEMETRY",
                                            "MLFLOW_TRACKING_URI", "OMP_NUM_THREADS", "ARX_TRAIN_LOG_LEVEL") if k in os.environ}
     kwargs = dict(runtime_env={"env_vars": env_vars}, logging_level=logging.WARNING,
                   log_to_driver=True, configure_logging=True)

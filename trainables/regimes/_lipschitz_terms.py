@@ -13,12 +13,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from trainables.regimes.base import full_precision  # noqa: F401  (also imported from here by lipschitz.py)
+
 ZetaMode = Literal["true", "tandem", "tandem_sum"]
-
-
-def full_precision(t: torch.Tensor) -> torch.Tensor:
-    """``t`` in at least float32: half / bfloat16 are promoted, float64 is kept (a float64 model stays float64)."""
-    return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
 def select_outputs(batch: int, num_classes: int, k: int, device=None, generator=None) -> torch.Tensor:

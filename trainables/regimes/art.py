@@ -44,7 +44,7 @@ from torch import nn
 
 from trainables.metrics.smooth import register_smooth
 from trainables.models import unwrap
-from trainables.regimes.base import Regime, RegimeParams, register_regime
+from trainables.regimes.base import Regime, RegimeParams, full_precision, register_regime
 
 log = logging.getLogger(__name__)
 Space = Literal["normalized", "pixel"]
@@ -189,7 +189,7 @@ class ART(Regime):
     def loss(self, model, x, y):
         clf, p = unwrap(model), self.params
         with torch.autocast(x.device.type, enabled=False):
-            xf = x.float()
+            xf = full_precision(x)
             x_adv = attributional_attack(clf, xf, y, p)
             l_attr = attr_loss(clf, xf, x_adv, y, p)
         inputs = {"adv": x_adv, "clean": x, "both": torch.cat([x, x_adv])}[p.ce_on]

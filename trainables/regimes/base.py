@@ -35,6 +35,12 @@ from torch import nn
 from trainables.registry import Registry
 
 
+def full_precision(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in at least float32: half / bfloat16 are promoted, float64 is kept (a float64 model stays float64:
+    the equivalence tests run regimes in float64, where ``.float()`` would silently round to float32)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
 class RegimeParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 

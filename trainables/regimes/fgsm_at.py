@@ -18,7 +18,7 @@ from pydantic import Field
 from trainables.attacks.generators import build_generator
 from trainables.attacks.gradient import BNMode
 from trainables.models import unwrap
-from trainables.regimes.base import WarmupAttackRegime, WarmupParams, register_regime
+from trainables.regimes.base import WarmupAttackRegime, WarmupParams, full_precision, register_regime
 
 
 @register_regime("fgsm_at")
@@ -39,7 +39,7 @@ class FGSMAT(WarmupAttackRegime):
     def loss(self, model, x, y):
         x_adv = self.attack(unwrap(model), x, y)
         logits = model(torch.cat([x, x_adv]))
-        ce = F.cross_entropy(logits.float(), torch.cat([y, y]), reduction="none")
+        ce = F.cross_entropy(full_precision(logits), torch.cat([y, y]), reduction="none")
         b, w = len(y), self.params.adv_weight
         loss = (1 - w) * ce[:b].mean() + w * ce[b:].mean()
         hit = (logits.argmax(1) == torch.cat([y, y])).float().detach()

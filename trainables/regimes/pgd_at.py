@@ -21,7 +21,7 @@ from pydantic import Field
 from trainables.attacks.generators import build_generator
 from trainables.attacks.gradient import BNMode
 from trainables.models import unwrap
-from trainables.regimes.base import WarmupAttackRegime, WarmupParams, register_regime
+from trainables.regimes.base import WarmupAttackRegime, WarmupParams, full_precision, register_regime
 
 DEFAULT_EPS = {"linf": 4 / 255, "l2": 0.5}
 
@@ -53,7 +53,7 @@ class PGDAT(WarmupAttackRegime):
     def loss(self, model, x, y):
         x_adv = self.attack(unwrap(model), x, y)
         w, b = self.params.clean_weight, len(y)
-        logits = model(torch.cat([x_adv, x]) if w > 0 else x_adv).float()  # one forward: one DDP sync
+        logits = full_precision(model(torch.cat([x_adv, x]) if w > 0 else x_adv))  # one forward: one DDP sync
         hit = (logits.argmax(1) == y.repeat(len(logits) // b)).float().detach()
         loss = F.cross_entropy(logits[:b], y)
         logs = {"train/adv_acc": hit[:b].mean(), "train/acc": hit[b:].mean() if w > 0 else hit.mean()}

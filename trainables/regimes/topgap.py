@@ -35,12 +35,12 @@ from trainables.errors import ConfigError
 from trainables.models import unwrap
 from trainables.models.topgap import build_topgap
 from trainables.models.topk_pool import PAPER_K_FRAC, resolve_k
-from trainables.regimes.base import Regime, RegimeParams, register_regime
+from trainables.regimes.base import Regime, RegimeParams, full_precision, register_regime
 
 
 def cam_l1(cam: torch.Tensor, norm: Literal["mean", "sum"] = "mean") -> torch.Tensor:
     """‖X‖₁ of ``cam: [B,K,h,w]``: mean over all entries, or per-image sum averaged over the batch."""
-    a = cam.float().abs()
+    a = full_precision(cam).abs()
     return a.mean() if norm == "mean" else a.flatten(1).sum(1).mean()
 
 
