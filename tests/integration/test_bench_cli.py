@@ -13,7 +13,12 @@ def test_bench_attacks_quick_writes_rows(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "attacks/pgd10" in proc.stdout
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["bench"] for r in rows] == ["attacks/pgd10", "attacks/pgd10_cpu_plan", "attacks/pgd10_same_model"]
+    assert [r["bench"] for r in rows] == ["attacks/pgd10", "attacks/pgd10_cpu_plan", "attacks/pgd10_same_model",
+                                          "attacks/autoattack"]
+    aa = rows.pop()
+    assert aa["ratio"] == aa["ours_s"] / aa["peer_s"] and aa["cost_vs_pgd10"] > 0 and aa["batch"] == 4
+    # arx's AutoAttack and torchattacks' on the same model, images and seed: the same robust accuracy
+    assert aa["robust_acc_ours"] == aa["robust_acc_peer"]
     for r in rows:
         assert r["quick"] is True and r["ours_s"] > 0 and r["peer_s"] > 0
         assert r["ratio"] == r["ours_s"] / r["peer_s"]
