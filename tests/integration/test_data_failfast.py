@@ -58,8 +58,11 @@ def test_missing_root_fails_in_the_driver_within_10s(tmp_path):
     path.write_text(yaml.safe_dump({
         "name": "failfast", "regimes": {"standard": {}}, "objectives": [{"key": "acc/top1"}],
         "base": {"dataset": {"name": "pets", "root": str(tmp_path / "nonexistent")}}}))
+    ray_before = ray.is_initialized()   # an earlier test of the session may have started the shared cluster
     t0 = time.perf_counter()
     with pytest.raises(DatasetError, match="nonexistent is not a directory; expected the Oxford-IIIT Pet layout"):
         run_sweep(path, tmp_path / "res")
     assert time.perf_counter() - t0 < 10
-    assert not ray.is_initialized() and not (tmp_path / "res" / "mlflow.db").exists()
+    # no Ray started for it, no tracking store, no Tune experiment: nothing launched
+    assert ray.is_initialized() == ray_before and not (tmp_path / "res" / "mlflow.db").exists()
+    assert not (tmp_path / "res" / "ray").exists()
