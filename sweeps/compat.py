@@ -21,3 +21,9 @@ def placement_group_table() -> list[bytes]:
     from ray._private.state import state
 
     return state._connect_and_get_accessor().get_placement_group_table()
+
+
+def set_trial_user_attr(study, frozen_trial, key: str, value) -> None:
+    """A user attribute on an existing, still running trial of ``study`` (Optuna has no public setter outside the
+    objective's ``Trial``; ``sweeps/launch.py`` marks orphaned asks with it)."""
+    study._storage.set_trial_user_attr(frozen_trial._trial_id, key, value)

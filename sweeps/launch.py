@@ -300,7 +300,25 @@ def _optuna_storage(url: str):
 def _finish(spec, grid, paths, parent, name):
     from sweeps.summary import summarize
 
+    _close_orphan_asks(paths["optuna"], name)
     return summarize(spec, grid, paths, parent, name)
+
+
+ORPHAN_ATTR = "arx.orphan"
+
+
+def _close_orphan_asks(storage: str, name: str) -> int:
+    """After ``fit()`` no trial runs, so an Optuna trial still RUNNING was asked by a driver that was killed before
+    Tune saved the trial it belonged to (Tune then asks anew on ``--resume``): tell it FAIL, marked ``arx.orphan``,
+    so the study holds no trial that never ends. Returns how many."""
+    from sweeps.compat import set_trial_user_attr
+
+    study = optuna.load_study(study_name=name, storage=_optuna_storage(storage))
+    orphans = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]
+    for t in orphans:
+        set_trial_user_attr(study, t, ORPHAN_ATTR, "asked before the driver was killed; never ran")
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    return len(orphans)
 
 
 def _print_dry_run(spec, space, paths, base, address):
