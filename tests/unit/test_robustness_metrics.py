@@ -95,7 +95,11 @@ def test_robustness_group_keys_and_ara_sample():
     clean = (values["pred"] == values["label"]).float()
     assert torch.all(values["robust/pgd"] <= clean) and torch.all(values["robust/fgsm"] <= clean)
     assert set(values) >= {"robust/pgd_l2_agree", "robust/pgd_top5"}
-    assert set(out) - {"cost/eval_seconds"} == {k for k in KEYS if k.startswith("robust/")}
+    # the default attack list (fgsm, pgd, pgd_l2; APGD / Square / AutoAttack are opt-in), ARA, and the gradient-
+    # masking checks' count
+    default = {k for k in KEYS if k.startswith("robust/") and k.split("/")[1].split("_")[0] in ("fgsm", "pgd", "ara", "btr")}
+    assert set(out) - {"cost/eval_seconds"} == default | {"sanity/flags"}
+    assert not {"robust/apgd_ce", "robust/square", "robust/autoattack"} & set(out)
     assert all(0 <= v <= 1 for k, v in out.items() if "ara" not in k and k.startswith("robust/"))
     assert out["robust/ara"] >= 0
     assert ctx.tags["robust/ara_images"] == "8" and "adversarial_explanations" in ctx.artifacts
