@@ -322,6 +322,8 @@ def _close_orphan_asks(storage: str, name: str) -> int:
 
 
 def _print_dry_run(spec, space, paths, base, address):
+    from trainables.protocols import describe_preset
+
     console.print(f"sweep {spec.name!r}: {spec.num_samples} trials, sampler {spec.sampler.name} "
                   f"(seed {spec.sampler.seed}), regimes: {', '.join(spec.regimes)}")
     console.print("objectives: " + ", ".join(f"{o.key} ({o.mode})" for o in spec.objectives)
@@ -329,6 +331,7 @@ def _print_dry_run(spec, space, paths, base, address):
     console.print(rows_table("search space", space.describe(), ["regime", "parameter", "distribution"]))
     for line in early_stopping_lines(spec, base):
         console.print(line)
+    console.print(describe_preset(base.evaluation))
     for line in grid_note(spec, space):
         console.print(line)
     import multiprocessing

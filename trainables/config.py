@@ -262,6 +262,11 @@ class ShiftConfig(Strict):
 
 
 class EvalConfig(Strict):
+    preset: Literal["fast", "paper"] = Field(
+        "fast", description="fast: CPU-sized defaults; paper: the values of evaluation.protocol's paper under the "
+                            "written ones (trainables/protocols.py)")
+    protocol: str | None = Field(None, description="the paper protocol this evaluation follows (trainables/protocols.py: "
+                                                   "gradcam_iou_pets, topgap, topgap_cifar10, nag_*, art, lipschitz)")
     groups: tuple[GroupName, ...] = Field(
         ("accuracy",), description="groups of registered metric families to run (accuracy, robustness, explain, ...)")
     num_images: int = Field(128, ge=1, description="seeded test subset for robustness / explainability metrics")
@@ -273,6 +278,13 @@ class EvalConfig(Strict):
         default_factory=dict, description="settings of families with their own section, by family name")
     shift: tuple[ShiftConfig, ...] = Field(
         (), description="datasets to evaluate the trained model on (same classes): shift/<name>/acc, accuracy group")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data):
+        from trainables.protocols import apply_preset
+
+        return apply_preset(data)
 
     @field_validator("shift")
     @classmethod
