@@ -7,6 +7,7 @@ misclassifies images ``i`` and ``i + 5``, ``explain/gini_vg`` = 0.3 + 0.01·inde
 """
 from __future__ import annotations
 
+import atexit
 import json
 import shutil
 import tempfile
@@ -49,6 +50,7 @@ def fresh_store(root: Path) -> str:
 
     if not _TEMPLATE:
         d = Path(tempfile.mkdtemp(prefix="arx_mlflow_template_"))
+        atexit.register(shutil.rmtree, d, True)  # one template per test process, removed when it ends
         MlflowClient(tracking_uri=f"sqlite:///{d / 'mlflow.db'}").search_experiments()
         _TEMPLATE.append(d / "mlflow.db")
     root.mkdir(parents=True, exist_ok=True)
