@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from analysis import sections as _sections
+from trainables.tracking import REPORT_TAG
 from analysis.runs import SweepRef, load_sweep_runs, resolve_sweep, run_link, ui_base
 from analysis.sweep_analysis import (  # noqa: F401  (the report's public names)
     SANITY_MARK, PickSpec, SweepAnalysis, analyse, choose_objectives, compare_link, default_picks)
@@ -226,7 +227,7 @@ def write_report(sweep: str | None, tracking_uri: str, out_dir: str | Path | Non
             client = MlflowClient(tracking_uri=tracking_uri)
             for f in files:
                 client.log_artifact(ref.parent_run_id, str(f), artifact_path="report")
-            client.set_tag(ref.parent_run_id, "arx.report", f"report/{REPORT_NAME}")
+            client.set_tag(ref.parent_run_id, REPORT_TAG, f"report/{REPORT_NAME}")
         except Exception as e:  # the file report stands on its own
             log.warning("could not log the report to MLflow run %s: %s", ref.parent_run_id, e)
     return path
