@@ -249,18 +249,6 @@ def compare_link(a: SweepAnalysis) -> str:
     return f"{base}/#/compare-runs?runs={runs}&experiments={exps}"
 
 
-def _row(a: SweepAnalysis, idx: Any) -> pd.Series:
-    """A ranked row: the setting (means over seeds) when the analysis is by setting, else the trial."""
-    return a.valid.loc[idx] if idx in a.valid.index else a.trials.loc[idx]
-
-
-def _objective_cols(a: SweepAnalysis) -> list[str]:
-    """The objective columns of a front table: with seeds aggregated, each mean followed by its sd, then n."""
-    if not a.by_setting:
-        return list(a.keys)
-    return [c for k in a.keys for c in (k, seeds.sd_col(k))] + ["n"]
-
-
 def _regime_summary(df, valid, objs, hv_by_regime) -> pd.DataFrame:
     rows = []
     groups = [(r, g) for r, g in df.groupby("regime")] + ([("all", df)] if df["regime"].nunique() > 1 else [])
