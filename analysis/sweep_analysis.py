@@ -24,7 +24,9 @@ from analysis.runs import PARAM_PREFIX
 DEFAULT_OBJECTIVES = ["acc/top1", "robust/pgd", "explain/box_iou"]
 ACCURACY_TOL = 0.01          # "within 1 point" of accuracy (accuracies are fractions)
 REFERENCE_REGIME = "standard"
-_SKIP_SETTING = re.compile(r"(^name$|^regime\.name$|path|_dir$|\.dir$|uri|tracking|storage)")
+# not settings: names, locations, and ``effective.*`` (what a trial used, logged at its end: pruned trials lack it,
+# which made every one of them look like a varying setting)
+_SKIP_SETTING = re.compile(r"(^name$|^regime\.name$|^effective\.|path|_dir$|\.dir$|uri|tracking|storage)")
 
 
 @dataclass(frozen=True)

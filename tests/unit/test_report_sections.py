@@ -68,3 +68,18 @@ def test_hypervolume_bars_show_the_overall_line_only_with_several_regimes(n_regi
     fig = plots.to_plotly(info)
     assert list(fig.data[0].y) == list(hv.values())
     assert len(fig.layout.shapes) == (1 if n_regimes > 1 else 0)
+
+
+def test_effective_params_are_not_settings():
+    """``effective.*`` params are logged when a trial finishes (pruned trials lack them): not a varying setting."""
+    from analysis.report import analyse
+
+    df = pd.DataFrame([
+        {"trial_id": "a", "regime": "fgsm_at", "status": "completed", "acc/top1": 0.9, "robust/pgd": 0.1,
+         "params.regime.params.eps": 0.01, "params.effective.evaluation.ara.steps": 60},
+        {"trial_id": "b", "regime": "fgsm_at", "status": "completed", "acc/top1": 0.7, "robust/pgd": 0.4,
+         "params.regime.params.eps": 0.03, "params.effective.evaluation.ara.steps": 60},
+        {"trial_id": "p", "regime": "fgsm_at", "status": "pruned", "params.regime.params.eps": 0.02}])
+    a = analyse(df, OBJS)
+    assert a.setting_cols == ["params.regime.params.eps"]
+    assert list(a.trials["settings"]) == ["regime.params.eps=0.01", "regime.params.eps=0.03", "regime.params.eps=0.02"]
