@@ -125,12 +125,13 @@ def _overhead(uri: str, parent_run_id: str) -> str | None:
 
     from trainables.outbox import quick_http
     from trainables.timing import overhead_line
+    from trainables.tracking import PARENT_TAG
 
     client = MlflowClient(tracking_uri=uri)
     try:
         with quick_http():
             exp_id = client.get_run(parent_run_id).info.experiment_id
-            runs = client.search_runs([exp_id], f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10000)
+            runs = client.search_runs([exp_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=10000)
     except Exception:  # noqa: BLE001 - unreachable or refused: no overhead line
         return None
     ms = [r.data.metrics for r in runs]
