@@ -1,10 +1,9 @@
-"""Load a sweep's trials into a pandas DataFrame: from MLflow (the normal path) or a Ray Tune directory.
+"""The trial table of a sweep (one row per trial, a pandas DataFrame): from MLflow (the normal path), or from Ray
+Tune's results (``results_frame``: the end-of-sweep summary; ``load_tune_results``: a Tune directory), read
+through Tune's public ``ResultGrid`` / ``ExperimentAnalysis``. One status rule (``trial_status``) serves both.
 
-MLflow layout written by the sweep launcher (``sweeps/launch.py``) and the trial driver
-(``trainables/trainable.py``): experiment = sweep name; one parent run per launch with tag
-``arx.role=sweep`` (+ ``arx.objectives`` JSON, ``arx.tune_name``, artifact ``sweep.yaml``); one child run per
-trial with tags ``mlflow.parentRunId``, ``arx.role=trial``, ``arx.trial_id``, ``arx.regime``, ``arx.dataset``,
-``arx.backbone``, ``arx.status`` (completed | failed | pruned | running) and ``arx.failure_reason``.
+The MLflow layout and its tag names are ``trainables/tracking.py``'s (experiment = sweep name, a parent run per
+launch, one child run per trial).
 
 The trial table has one row per trial and these columns:
 
@@ -32,8 +31,10 @@ from typing import Any
 import pandas as pd
 
 from trainables.errors import ArxError
+from trainables.tracking import (BACKBONE_TAG, CONSTRAINTS_TAG, DATASET_TAG, OBJECTIVES_TAG, PARENT_TAG, REASON_TAG,
+                                 REGIME_TAG, ROLE_SWEEP, ROLE_TAG, RUNG_TAG, SANITY_FLAGGED_TAG, SANITY_PREFIX,
+                                 SAVED_TAG, STATUS_TAG, TRIAL_ID_TAG, TUNE_NAME_TAG)
 
-ROLE_TAG, STATUS_TAG, REASON_TAG, PARENT_TAG = "arx.role", "arx.status", "arx.failure_reason", "mlflow.parentRunId"
 BASE_COLUMNS = ["trial_id", "regime", "status", "failure_reason", "run_id", "run_name", "dataset", "backbone",
                 "parent_run_id", "experiment_id", "start_time", "run_link"]
 PARAM_PREFIX = "params."
@@ -105,12 +106,12 @@ def _parse_objectives(tag: str | None) -> list[dict] | None:
 def _ref_from_parent(exp, run) -> SweepRef:
     tags = dict(run.data.tags)
     try:
-        constraints = json.loads(tags.get("arx.constraints", "[]"))
+        constraints = json.loads(tags.get(CONSTRAINTS_TAG, "[]"))
     except ValueError:
         constraints = []
     return SweepRef(experiment_id=exp.experiment_id, experiment_name=exp.name, parent_run_id=run.info.run_id,
-                    name=tags.get("arx.tune_name") or run.info.run_name or exp.name,
-                    objectives=_parse_objectives(tags.get("arx.objectives")),
+                    name=tags.get(TUNE_NAME_TAG) or run.info.run_name or exp.name,
+                    objectives=_parse_objectives(tags.get(OBJECTIVES_TAG)),
                     constraints=[str(c) for c in constraints] if isinstance(constraints, list) else [], tags=tags)
 
 
@@ -120,7 +121,7 @@ def list_sweeps(tracking_uri: str) -> list[SweepRef]:
     exps = {e.experiment_id: e for e in client.search_experiments()}
     if not exps:
         return []
-    runs = _search_all(client, list(exps), f"tags.`{ROLE_TAG}` = 'sweep'", order_by=["attributes.start_time DESC"])
+    runs = _search_all(client, list(exps), f"tags.`{ROLE_TAG}` = '{ROLE_SWEEP}'", order_by=["attributes.start_time DESC"])
     runs.sort(key=lambda r: (r.info.start_time or 0), reverse=True)
     return [_ref_from_parent(exps[r.info.experiment_id], r) for r in runs]
 
@@ -163,43 +164,53 @@ def _convert_params(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def _status(tags: dict, run_status: str) -> str:
-    s = tags.get(STATUS_TAG)
-    if s in ("completed", "failed"):
-        return s
-    if s == "running" or s is None:
-        if run_status == "FINISHED" and s is None:
-            return "completed"
-        if run_status in ("FAILED", "KILLED"):
-            return "failed"
-        return "running"
-    return str(s)
+def trial_status(tag: str | None = None, run_status: str | None = None, *, error: bool = False, done: bool = False,
+                 pruned: bool = False, ended: bool = False) -> str:
+    """The one status rule of a trial: ``completed`` | ``failed`` | ``pruned`` | ``running``.
+
+    From MLflow: ``tag`` (``arx.status``) and ``run_status`` (the run's FINISHED / FAILED / KILLED / RUNNING): a
+    final tag wins, a run finished without a tag completed, a failed or killed one failed. From Tune: ``error``
+    (the trial raised), ``done`` (its final result carries ``arx_done``), ``pruned`` (the rung table stopped it),
+    ``ended`` (Tune no longer runs it: ending without a final result is a failure)."""
+    if error:
+        return "failed"
+    if tag not in (None, "running"):
+        return str(tag)
+    if done:
+        return "completed"
+    if pruned:
+        return "pruned"
+    if run_status == "FINISHED" and tag is None:
+        return "completed"
+    if run_status in ("FAILED", "KILLED") or (run_status is None and ended):
+        return "failed"
+    return "running"
 
 
 def _trial_row(run, base: str) -> dict[str, Any]:
     tags = dict(run.data.tags)
     info = run.info
-    status = _status(tags, info.status)
+    status = trial_status(tags.get(STATUS_TAG), info.status)
     reason = tags.get(REASON_TAG, "")
     if status == "running" and not reason:
         reason = f"no final status (MLflow run {info.status})"
     row: dict[str, Any] = {
-        "trial_id": tags.get("arx.trial_id") or info.run_name or info.run_id[:8],
-        "regime": tags.get("arx.regime") or run.data.params.get("regime.name") or "?",
+        "trial_id": tags.get(TRIAL_ID_TAG) or info.run_name or info.run_id[:8],
+        "regime": tags.get(REGIME_TAG) or run.data.params.get("regime.name") or "?",
         "status": status, "failure_reason": reason, "run_id": info.run_id, "run_name": info.run_name or "",
-        "dataset": tags.get("arx.dataset", run.data.params.get("dataset.name", "")),
-        "backbone": tags.get("arx.backbone", run.data.params.get("model.backbone", "")),
+        "dataset": tags.get(DATASET_TAG, run.data.params.get("dataset.name", "")),
+        "backbone": tags.get(BACKBONE_TAG, run.data.params.get("model.backbone", "")),
         "parent_run_id": tags.get(PARENT_TAG, ""), "experiment_id": info.experiment_id,
         "start_time": pd.to_datetime(info.start_time, unit="ms", utc=True) if info.start_time else pd.NaT,
         "run_link": run_link(base, info.experiment_id, info.run_id),
     }
     if status == "pruned":  # stopped at an early-stopping rung (sweeps/scheduler.py)
-        row |= {"rung": pd.to_numeric(tags.get("arx.rung"), errors="coerce"),
-                "device_seconds_saved": pd.to_numeric(tags.get("arx.device_seconds_saved"), errors="coerce")}
-    if "arx.sanity.flagged" in tags:
-        row |= {"sanity": tags["arx.sanity.flagged"],
-                "sanity_why": "; ".join(f"{k[len('arx.sanity.'):]}: {v[len('FLAG: '):]}" for k, v in sorted(tags.items())
-                                        if k.startswith("arx.sanity.") and v.startswith("FLAG: "))}
+        row |= {"rung": pd.to_numeric(tags.get(RUNG_TAG), errors="coerce"),
+                "device_seconds_saved": pd.to_numeric(tags.get(SAVED_TAG), errors="coerce")}
+    if SANITY_FLAGGED_TAG in tags:
+        row |= {"sanity": tags[SANITY_FLAGGED_TAG],
+                "sanity_why": "; ".join(f"{k[len(SANITY_PREFIX):]}: {v[len('FLAG: '):]}" for k, v in sorted(tags.items())
+                                        if k.startswith(SANITY_PREFIX) and v.startswith("FLAG: "))}
     row.update({k: float(v) for k, v in run.data.metrics.items()})
     row.update({PARAM_PREFIX + k: v for k, v in run.data.params.items()})
     return row
@@ -250,7 +261,7 @@ def load_sweep_runs(tracking_uri: str, ref: SweepRef, all_launches: bool = False
         runs = _search_all(client, [ref.experiment_id], f"tags.`{PARENT_TAG}` = '{ref.parent_run_id}'")
     else:
         runs = [r for r in _search_all(client, [ref.experiment_id])
-                if r.data.tags.get(ROLE_TAG) != "sweep"]
+                if r.data.tags.get(ROLE_TAG) != ROLE_SWEEP]
     runs.sort(key=lambda r: (r.info.start_time or 0, r.info.run_id))
     df = _frame([_trial_row(r, base) for r in runs])
     df.attrs.update(experiment_id=ref.experiment_id, experiment_name=ref.experiment_name,
@@ -273,113 +284,91 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _last_json_line(path: Path) -> dict:
-    last: dict = {}
-    if not path.is_file():
-        return last
-    with open(path, errors="replace") as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                try:
-                    last = json.loads(line)
-                except ValueError:
-                    continue
-    return last
+def _trial_id(res) -> str:
+    """The trial id a result reported, else the one in its directory name (``trial_<id>``)."""
+    if tid := (res.metrics or {}).get("trial_id"):
+        return str(tid)
+    name = str(getattr(res, "path", "") or "").rstrip("/").split("/")[-1]
+    return name.split("_", 1)[1] if "_" in name else (name or "?")
 
 
-def _tune_states(exp_dir: Path) -> dict[str, dict]:
-    """Per trial dir name: Tune's status / last result from the newest ``experiment_state-*.json``."""
-    states = sorted(exp_dir.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
-    if not states:
-        return {}
+def _reason(err: BaseException) -> str:
+    lines = [ln for ln in str(err).strip().splitlines() if ln.strip()]
+    return (lines[-1].strip() if lines else type(err).__name__)[:2000]
+
+
+def _result_row(res, pruned: dict, ended: bool) -> dict[str, Any]:
+    """One row of the trial table from a Tune ``Result`` (public: ``metrics``, ``config``, ``error``, ``path``)."""
+    m, cfg = dict(res.metrics or {}), dict(res.config or {})
+    trial_cfg = cfg.get("trial", {}) if isinstance(cfg.get("trial"), dict) else {}
+    tid = _trial_id(res)
+    status = trial_status(error=res.error is not None, done=bool(m.get("arx_done")), pruned=tid in pruned, ended=ended)
+    reason = ""
+    if res.error is not None:
+        reason = _reason(res.error)
+    elif status != "completed" and status != "pruned":
+        reason = str(m.get("arx_failed") or ("no final result" if ended else "no final result yet"))
+    run_id = str(m.get("mlflow_run_id") or "")
+    tracking = cfg.get("tracking") if isinstance(cfg.get("tracking"), dict) else {}
+    row: dict[str, Any] = {
+        "trial_id": tid, "regime": (trial_cfg.get("regime") or {}).get("name", "?"), "status": status,
+        "failure_reason": reason, "run_id": run_id,
+        "run_name": str(getattr(res, "path", "") or "").rstrip("/").split("/")[-1],
+        "dataset": (trial_cfg.get("dataset") or {}).get("name", ""),
+        "backbone": (trial_cfg.get("model") or {}).get("backbone", ""),
+        "parent_run_id": tracking.get("parent_run_id", ""), "experiment_id": "", "start_time": pd.NaT,
+        "run_link": "",
+        "mlflow_pending": int(m.get("arx_tracking_pending") or 0),
+    }
+    if status == "pruned":
+        row |= {"rung": pruned[tid].get("rung"), "device_seconds_saved": pruned[tid].get("saved_device_seconds")}
+    if status == "completed":
+        row |= {k: float(v) for k, v in m.items() if "/" in k and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    row |= {PARAM_PREFIX + k: v for k, v in _flatten(trial_cfg).items() if not isinstance(v, (list, dict))}
+    return row
+
+
+def results_frame(results, tracking_uri: str = "", ui_url: str | None = None, pruned: dict | None = None,
+                  ended: bool | list[bool] = True, name: str = "") -> pd.DataFrame:
+    """The trial table from Tune ``Result`` objects (a ``ResultGrid``): status by ``trial_status`` (``pruned``:
+    the rung table's pruned trials, ``sweeps/rung_table.py``; ``ended``: Tune no longer runs the trial, one flag
+    or one per result); only completed trials carry objective values; ``mlflow_pending`` counts the MLflow writes
+    a trial's outbox still holds. No run links (a Tune result has no experiment id)."""
+    results = list(results)
+    ends = ended if isinstance(ended, list) else [ended] * len(results)
+    df = _frame([_result_row(r, pruned or {}, e) for r, e in zip(results, ends)])
+    df.attrs.update(experiment_id="", experiment_name=name, parent_run_id=None, sweep_name=name, objectives=None,
+                    constraints=[], tracking_uri=tracking_uri, source="tune", ui_base=ui_base(tracking_uri, ui_url))
+    return df
+
+
+def _tune_analysis(path: Path):
+    """Tune's ``ExperimentAnalysis`` of ``path``, else of the newest experiment directory inside it."""
+    from ray.tune import ExperimentAnalysis
+
     try:
-        data = json.loads(states[-1].read_text())
-    except ValueError:
-        return {}
-    out = {}
-    for item in data.get("trial_data", []):
-        try:
-            trial, runtime = json.loads(item[0]), json.loads(item[1])
-        except (ValueError, TypeError, IndexError):
-            continue
-        logdir = trial.get("relative_logdir") or trial.get("trial_id")
-        out[str(logdir)] = {"status": trial.get("status"), "last_result": runtime.get("last_result") or {},
-                            "trial_id": trial.get("trial_id")}
-    return out
-
-
-def _error_reason(trial_dir: Path) -> str:
-    err = trial_dir / "error.txt"
-    if not err.is_file():
-        return ""
-    lines = [ln.strip() for ln in err.read_text(errors="replace").splitlines() if ln.strip()]
-    return (lines[-1] if lines else "error")[:2000]
-
-
-def _find_tune_experiment(path: Path) -> Path:
-    if any(path.glob("*/params.json")):
-        return path
-    cands = [p for p in path.iterdir() if p.is_dir() and any(p.glob("*/params.json"))] if path.is_dir() else []
-    if not cands:
-        raise ArxError(f"{path}: not a Ray Tune experiment directory (no trial directories with params.json)")
-    return max(cands, key=lambda p: p.stat().st_mtime)
+        return ExperimentAnalysis(str(path)), path
+    except Exception as first:  # noqa: BLE001 - not an experiment itself: look one level down
+        subdirs = sorted((p for p in path.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime,
+                         reverse=True) if path.is_dir() else []
+        for sub in subdirs:
+            try:
+                return ExperimentAnalysis(str(sub)), sub
+            except Exception:  # noqa: BLE001
+                continue
+        raise ArxError(f"{path}: not a Ray Tune experiment directory ({str(first).splitlines()[0][:200]})") from None
 
 
 def load_tune_results(path: str | os.PathLike, ui_url: str | None = None, tracking_uri: str = "") -> pd.DataFrame:
     """The trials of a Tune experiment directory (``RESULTS/ray/<sweep>``, or a directory holding such
-    experiments: the newest is taken) as the same table as ``load_runs``.
+    experiments: the newest is taken) as the same table as ``load_runs``, read through Tune's public
+    ``ExperimentAnalysis`` and ``ResultGrid``; a trial Tune still runs (not TERMINATED / ERROR) is ``running``."""
+    from ray.tune import ResultGrid
 
-    Read from the files (no Ray import): per trial directory ``params.json`` (the trial's config; the
-    TrialConfig under ``trial`` becomes the ``params.*`` columns) and the last line of ``result.json``
-    (final metrics). Status: ``failed`` with ``error.txt`` (its last line is the reason) or an
-    ``arx_failed`` result; ``completed`` with an ``arx_done`` result or Tune status TERMINATED; otherwise
-    ``running``. Run links appear when the results carry ``mlflow_run_id``.
-    """
-    exp_dir = _find_tune_experiment(Path(path))
-    states = _tune_states(exp_dir)
-    base = ui_base(tracking_uri, ui_url)
-    rows = []
-    for trial_dir in sorted(p for p in exp_dir.iterdir() if p.is_dir() and (p / "params.json").is_file()):
-        try:
-            config = json.loads((trial_dir / "params.json").read_text())
-        except ValueError:
-            config = {}
-        state = states.get(trial_dir.name, {})
-        result = _last_json_line(trial_dir / "result.json") or dict(state.get("last_result") or {})
-        trial_cfg = config.get("trial", config) if isinstance(config, dict) else {}
-        reason = _error_reason(trial_dir) or str(result.get("arx_failed") or "")
-        if reason or state.get("status") == "ERROR":
-            status = "failed"
-            reason = reason or "Tune trial ERROR"
-        elif result.get("arx_done") or result.get("done") or state.get("status") == "TERMINATED":
-            status = "completed"
-        else:
-            status = "running"
-            reason = f"no final result (Tune status {state.get('status') or 'unknown'})"
-        regime = trial_cfg.get("regime", {}) if isinstance(trial_cfg, dict) else {}
-        run_id = result.get("mlflow_run_id") or ""
-        tracking = config.get("tracking", {}) if isinstance(config, dict) else {}
-        row: dict[str, Any] = {
-            "trial_id": str(result.get("trial_id") or state.get("trial_id") or trial_dir.name),
-            "regime": regime.get("name", "?") if isinstance(regime, dict) else str(regime),
-            "status": status, "failure_reason": reason, "run_id": run_id, "run_name": trial_dir.name,
-            "dataset": (trial_cfg.get("dataset") or {}).get("name", "") if isinstance(trial_cfg, dict) else "",
-            "backbone": (trial_cfg.get("model") or {}).get("backbone", "") if isinstance(trial_cfg, dict) else "",
-            "parent_run_id": tracking.get("parent_run_id", "") if isinstance(tracking, dict) else "",
-            "experiment_id": "", "start_time": pd.NaT, "run_link": "",
-        }
-        for k, v in result.items():
-            if "/" in k and isinstance(v, (int, float)) and not isinstance(v, bool):
-                row[k] = float(v)
-        if isinstance(trial_cfg, dict):
-            row.update({PARAM_PREFIX + k: v for k, v in _flatten(trial_cfg).items()
-                        if not isinstance(v, (list, dict))})
-        rows.append(row)
-    df = _frame(rows)
-    df.attrs.update(experiment_id="", experiment_name=exp_dir.name, parent_run_id=None, sweep_name=exp_dir.name,
-                    objectives=None, constraints=[], tracking_uri=tracking_uri, source="tune", ui_base=base)
-    return df
+    analysis, exp_dir = _tune_analysis(Path(path))
+    grid = ResultGrid(analysis)
+    ended = [t.status in ("TERMINATED", "ERROR") for t in analysis.trials]
+    return results_frame([grid[i] for i in range(len(grid))], tracking_uri, ui_url, ended=ended, name=exp_dir.name)
 
 
 def completed(df: pd.DataFrame) -> pd.DataFrame:

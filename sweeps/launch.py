@@ -5,7 +5,6 @@ one MLflow parent run; every trial is a nested child run created by the trial dr
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -24,7 +23,7 @@ from sweeps.space import ArxOptunaSearch, SearchSpace
 from sweeps.spec import SweepSpec, load_spec
 from trainables.config import TrialConfig
 from trainables.errors import ArxError, ConfigError
-from trainables.tracking import default_tracking_uri, get_or_create_experiment
+from trainables.tracking import default_tracking_uri
 
 
 class UnionGridSampler(optuna.samplers.BruteForceSampler):
@@ -111,26 +110,15 @@ def validate_space(space: SearchSpace) -> None:
 
 
 def parent_run(spec: SweepSpec, uri: str, name: str, resume: bool, config_path: Path | None) -> str:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    exp_id = get_or_create_experiment(client, spec.name)
-    if resume:
-        runs = client.search_runs([exp_id], f"tags.`arx.role` = 'sweep' and tags.`arx.tune_name` = '{name}'",
-                                  max_results=1)
-        if runs:
-            client.update_run(runs[0].info.run_id, status="RUNNING")
-            return runs[0].info.run_id
-    tags = {"arx.role": "sweep", "arx.tune_name": name, "arx.objectives": json.dumps(
-        [{"key": o.key, "direction": o.mode} for o in spec.objectives]),
-        "arx.constraints": json.dumps([str(c) for c in spec.constraints]),
-        "arx.git_sha": _git_sha(), "arx.ray_version": ray.__version__, "arx.torch_version": _torch_version()}
-    run = client.create_run(exp_id, tags=tags, run_name=name)
     import yaml
 
+    from trainables.tracking import open_parent_run
+
     text = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
-    client.log_text(run.info.run_id, redact(text), "sweep.yaml")
-    return run.info.run_id
+    return open_parent_run(uri, spec.name, name, [{"key": o.key, "direction": o.mode} for o in spec.objectives],
+                           [str(c) for c in spec.constraints], {"git_sha": _git_sha(), "ray_version": ray.__version__,
+                                                                "torch_version": _torch_version()},
+                           redact(text), resume)
 
 
 def redact(text: str) -> str:

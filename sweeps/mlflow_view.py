@@ -21,6 +21,8 @@ import time
 import urllib.request
 from urllib.parse import quote
 
+from trainables.tracking import PARENT_TAG, REGIME_TAG, STATUS_TAG
+
 SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
 WORKFLOW = "machine_learning"  # the UI's "Model training" mode (its default, "genai", shows traces first)
 
@@ -33,10 +35,10 @@ def trials_view_state(parent_run_id: str, objectives: list[dict]) -> dict:
     """The runs view of one sweep: its trial runs, objective / regime / status columns, first objective first."""
     first = objectives[0] if objectives else None
     return {
-        "searchFilter": f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+        "searchFilter": f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
         "orderByKey": column("metrics", first["key"]) if first else column("attributes", "start_time"),
         "orderByAsc": bool(first and first.get("direction") == "min"),
-        "selectedColumns": [column("tags", "arx.regime"), column("tags", "arx.status"),
+        "selectedColumns": [column("tags", REGIME_TAG), column("tags", STATUS_TAG),
                             *(column("metrics", o["key"]) for o in objectives)],
         "runListHidden": False,
         "viewMaximized": False,

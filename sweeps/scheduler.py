@@ -89,18 +89,18 @@ def mark_run_pruned(tracking: dict, trial_id: str, info: dict) -> None:
     """Tag and terminate the trial's MLflow child run (found by its trial-id tag under the parent run)."""
     from mlflow.tracking import MlflowClient
 
-    from trainables.tracking import STATUS_TAG
+    from trainables.tracking import PARENT_TAG, RUNG_TAG, SAVED_TAG, STATUS_TAG, TRIAL_ID_TAG
 
     client = MlflowClient(tracking_uri=tracking["uri"])
     exp = client.get_experiment_by_name(tracking["experiment"])
-    query = f"tags.`arx.trial_id` = '{trial_id}' and tags.`mlflow.parentRunId` = '{tracking['parent_run_id']}'"
+    query = f"tags.`{TRIAL_ID_TAG}` = '{trial_id}' and tags.`{PARENT_TAG}` = '{tracking['parent_run_id']}'"
     runs = client.search_runs([exp.experiment_id], query, max_results=1) if exp else []
     if not runs:
         return
     run_id = runs[0].info.run_id
     client.set_tag(run_id, STATUS_TAG, "pruned")
-    client.set_tag(run_id, "arx.rung", str(info["rung"]))
-    client.set_tag(run_id, "arx.device_seconds_saved", f"{info['saved_device_seconds']:.3f}")
+    client.set_tag(run_id, RUNG_TAG, str(info["rung"]))
+    client.set_tag(run_id, SAVED_TAG, f"{info['saved_device_seconds']:.3f}")
     client.set_terminated(run_id, "KILLED")
 
 

@@ -9,55 +9,37 @@ from sweeps.console import console, rows_table
 
 
 def trial_rows(grid, objectives: list[str], search_keys=(), pruned: dict | None = None) -> list[dict]:
-    """One row per trial; ``params``: the regime's parameters and the values of the shared ``search`` paths.
-    ``pruned``: the rung table's pruned trials (``sweeps/rung_table.py``): status ``pruned`` with the rung."""
-    rows, pruned = [], pruned or {}
-    for res in grid:
-        m = res.metrics or {}
-        cfg = res.config or {}
-        trial = cfg.get("trial", {})
-        tid = m.get("trial_id") or _trial_id(res)
-        row = {"trial": tid, "regime": trial.get("regime", {}).get("name", "?"),
-               "status": _status(res, m, tid in pruned)}
-        for k in objectives:
-            row[k] = float(m[k]) if k in m and m[k] is not None and row["status"] == "completed" else math.nan
-        if row["status"] == "pruned":
-            row |= {"rung": pruned[tid]["rung"], "saved_s": pruned[tid]["saved_device_seconds"]}
-        elif res.error:
-            row["reason"] = _reason(res.error)
-        elif not m.get("arx_done"):
-            row["reason"] = m.get("arx_failed", "no final result")
-        row["mlflow_pending"] = int(m.get("arx_tracking_pending") or 0)  # writes the tracking server missed
-        row["params"] = {k: v for k, v in trial.get("regime", {}).get("params", {}).items()}
-        row["params"] |= {k: _get_path(trial, k) for k in search_keys}
-        rows.append(row)
-    return rows
+    """One row per trial of the trial table ``analysis.runs.results_frame`` builds from Tune's results (the
+    report's table and status rule); ``params``: the regime's parameters and the values of the shared ``search``
+    paths. ``pruned``: the rung table's pruned trials (``sweeps/rung_table.py``): status ``pruned`` with the rung."""
+    from analysis.runs import PARAM_PREFIX, results_frame
+
+    df = results_frame(grid, pruned=pruned or {})
+    regime_params = [c for c in df.columns if c.startswith(PARAM_PREFIX + "regime.params.")]
+    return [_row(r, objectives, regime_params, search_keys) for _, r in df.iterrows()]
 
 
-def _status(res, metrics: dict, pruned: bool) -> str:
-    """failed, pruned and completed stay three different things."""
-    if res.error:
-        return "failed"
-    if metrics.get("arx_done"):
-        return "completed"
-    return "pruned" if pruned else "failed"
+def _row(r: pd.Series, objectives: list[str], regime_params: list[str], search_keys) -> dict:
+    from analysis.runs import PARAM_PREFIX
+
+    row = {"trial": r["trial_id"], "regime": r["regime"], "status": r["status"]}
+    for k in objectives:
+        row[k] = float(r[k]) if k in r.index and pd.notna(r[k]) else math.nan
+    if row["status"] == "pruned":
+        row |= {"rung": int(r["rung"]) if pd.notna(r.get("rung")) else None, "saved_s": float(r["device_seconds_saved"])}
+    elif r["failure_reason"]:
+        row["reason"] = str(r["failure_reason"])[:300]
+    row["mlflow_pending"] = int(r["mlflow_pending"]) if pd.notna(r.get("mlflow_pending")) else 0
+    row["params"] = {c[len(PARAM_PREFIX + "regime.params."):]: _value(r[c]) for c in regime_params if pd.notna(r[c])}
+    row["params"] |= {k: _value(r.get(PARAM_PREFIX + k)) for k in search_keys}
+    return row
 
 
-def _get_path(d: dict, dotted: str):
-    for part in dotted.split("."):
-        d = d.get(part) if isinstance(d, dict) else None
-    return d
-
-
-def _trial_id(res) -> str:
-    path = getattr(res, "path", "") or ""
-    return path.rstrip("/").split("/")[-1].split("_")[1] if "_" in path else "?"
-
-
-def _reason(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    tail = [line for line in text if line.strip()]
-    return (tail[-1] if tail else type(err).__name__)[:300]
+def _value(v):
+    """A table cell back as a plain Python value (NaN -> None, numpy scalars -> int / float)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return v.item() if hasattr(v, "item") else v
 
 
 OK_STATUSES = ("completed", "pruned")  # pruned: stopped early by a scheduler, a normal outcome
@@ -143,12 +125,13 @@ def _overhead(uri: str, parent_run_id: str) -> str | None:
 
     from trainables.outbox import quick_http
     from trainables.timing import overhead_line
+    from trainables.tracking import PARENT_TAG
 
     client = MlflowClient(tracking_uri=uri)
     try:
         with quick_http():
             exp_id = client.get_run(parent_run_id).info.experiment_id
-            runs = client.search_runs([exp_id], f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10000)
+            runs = client.search_runs([exp_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=10000)
     except Exception:  # noqa: BLE001 - unreachable or refused: no overhead line
         return None
     ms = [r.data.metrics for r in runs]
@@ -165,8 +148,6 @@ def _close_parent(uri: str, run_id: str, rows: list[dict], front: list[dict]) ->
 
 
 def _close_parent_with(client, run_id: str, rows: list[dict], front: list[dict]) -> None:
-    client.log_metric(run_id, "sweep/trials_completed", sum(r["status"] == "completed" for r in rows))
-    client.log_metric(run_id, "sweep/trials_failed", sum(r["status"] == "failed" for r in rows))
-    client.log_metric(run_id, "sweep/trials_pruned", sum(r["status"] == "pruned" for r in rows))
-    client.set_tag(run_id, "arx.pareto_trials", ",".join(str(r["trial"]) for r in front))
-    client.set_terminated(run_id, "FINISHED")
+    from trainables.tracking import close_parent_run
+
+    close_parent_run(client, run_id, [r["status"] for r in rows], [r["trial"] for r in front])

@@ -34,7 +34,7 @@ from trainables.regimes import build_regime
 from trainables.rungs import rung_metrics
 from trainables.entry import train_log_level
 from trainables.timing import stamp
-from trainables.tracking import RankZeroTracker
+from trainables.tracking import NODE_ID_TAG, SKIPPED_CORRUPT_TAG, UNBOXED_TAG, RankZeroTracker
 
 STATE_FILE = "state.pt"
 STATE_KEYS = frozenset({"model", "optimizer", "scheduler", "scaler", "regime", "epoch"})
@@ -179,14 +179,14 @@ def train_fn_per_worker(loop_config: dict, stamps: dict | None = None) -> None:
     rank, world = _world()
     device = ray.train.torch.get_device()
     tracker = RankZeroTracker(loop_config.get("tracking"), rank)
-    tracker.set_tags({"arx.node_id": ray.get_runtime_context().get_node_id()})
+    tracker.set_tags({NODE_ID_TAG: ray.get_runtime_context().get_node_id()})
     data = build_dataset(cfg.dataset, loop_config.get("data_cache"))
     train_set, test_set = data.split("train"), data.split("test")
     stamp(stamps, "data_built")
     if skipped := sum(map(len, data.skipped.values())):  # dataset.skip_corrupt left files out
-        tracker.set_tags({"arx.dataset.skipped_corrupt": skipped})
+        tracker.set_tags({SKIPPED_CORRUPT_TAG: skipped})
     if (unboxed := getattr(data, "unboxed", {}).get("test")) is not None:  # pets boxes: whole, no cat/dog box
-        tracker.set_tags({"arx.dataset.unboxed": unboxed})
+        tracker.set_tags({UNBOXED_TAG: unboxed})
     torch.manual_seed(cfg.seed)  # the same initialisation on every rank
     model, regime = build_model_and_regime(cfg, data.num_classes, data.in_chans)
     model = model.to(device)

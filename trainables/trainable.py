@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,63 +22,12 @@ from trainables.data._cache import cache_dir
 from trainables.failures import ArxTorchTrainer, one_line, user_error
 from trainables.entry import train_log_level, worker_fn
 from trainables.timing import overhead_seconds, stamp
-from trainables.tracking import REASON_TAG, STATUS_TAG, get_or_create_experiment
+from trainables.tracking import (  # noqa: F401  (the trial-run functions live in tracking.py)
+    REASON_TAG, STATUS_TAG, SWEEP_TAG, TrackingInfo, close_run, ensure_run, finished_metrics)
 
 
 class TrialFailed(RuntimeError):
     """Raised by the trial driver so Tune marks the trial ERROR and Optuna marks it FAIL."""
-
-
-@dataclass(frozen=True)
-class TrackingInfo:
-    uri: str
-    experiment: str
-    parent_run_id: str | None = None
-    trial_id: str = "local"
-    extra_tags: dict[str, str] = field(default_factory=dict)
-
-
-def run_tags(cfg: TrialConfig, info: TrackingInfo) -> dict[str, str]:
-    tags = {"arx.role": "trial", "arx.trial_id": info.trial_id, "arx.regime": cfg.regime.name,
-            "arx.dataset": cfg.dataset.name, "arx.backbone": cfg.model.backbone, STATUS_TAG: "running",
-            **info.extra_tags}
-    if info.parent_run_id:
-        tags["mlflow.parentRunId"] = info.parent_run_id
-    return tags
-
-
-def ensure_run(cfg: TrialConfig, info: TrackingInfo) -> str:
-    """Find the trial's MLflow run by its trial-id tag (restored trials) or create it; returns its id."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=info.uri)
-    exp_id = get_or_create_experiment(client, info.experiment)
-    query = f"tags.`arx.trial_id` = '{info.trial_id}'"
-    if info.parent_run_id:
-        query += f" and tags.`mlflow.parentRunId` = '{info.parent_run_id}'"
-    found = client.search_runs([exp_id], query, max_results=1) if info.trial_id != "local" else []
-    if found:
-        client.update_run(found[0].info.run_id, status="RUNNING")
-        return found[0].info.run_id
-    run = client.create_run(exp_id, tags=run_tags(cfg, info), run_name=f"{cfg.regime.name}-{info.trial_id}")
-    from mlflow.entities import Param
-
-    params = [Param(k, str(v)[:6000]) for k, v in cfg.flat().items()]
-    for i in range(0, len(params), 100):
-        client.log_batch(run.info.run_id, params=params[i:i + 100])
-    return run.info.run_id
-
-
-def close_run(uri: str, run_id: str, status: str, reason: str | None = None) -> None:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    if client.get_run(run_id).data.tags.get(STATUS_TAG) == "pruned":  # stopped by the sweep's scheduler: final
-        return
-    client.set_tag(run_id, STATUS_TAG, status)
-    if reason and REASON_TAG not in client.get_run(run_id).data.tags:  # rank 0 may have said why already
-        client.set_tag(run_id, REASON_TAG, reason[:5000])
-    client.set_terminated(run_id, "FINISHED" if status == "completed" else "FAILED")
 
 
 def make_trainer(cfg: TrialConfig, run_name: str, storage_path: str, tracking: dict | None,
@@ -187,21 +135,6 @@ def _root_cause(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[-1] if text else ''}"[:2000]
 
 
-def finished_metrics(cfg: TrialConfig, info: TrackingInfo) -> dict | None:
-    """The final metrics of this trial's MLflow run if it already completed, else None."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=info.uri)
-    exp = client.get_experiment_by_name(info.experiment)
-    if exp is None:
-        return None
-    query = f"tags.`arx.trial_id` = '{info.trial_id}' and tags.`{STATUS_TAG}` = 'completed'"
-    runs = client.search_runs([exp.experiment_id], query, max_results=1)
-    if not runs:
-        return None
-    return {**runs[0].data.metrics, "arx_done": True, "mlflow_run_id": runs[0].info.run_id}
-
-
 def tune_trial(config: dict) -> None:
     """Tune function trainable: one sweep trial (its config holds the TrialConfig + tracking info)."""
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -211,7 +144,7 @@ def tune_trial(config: dict) -> None:
     cfg = TrialConfig.parse(config["trial"])
     t = config["tracking"]
     info = TrackingInfo(uri=t["uri"], experiment=t["experiment"], parent_run_id=t.get("parent_run_id"),
-                        trial_id=trial_id, extra_tags={"arx.sweep": t["experiment"]})
+                        trial_id=trial_id, extra_tags={SWEEP_TAG: t["experiment"]})
     storage = os.path.join(config["storage_path"], "train_runs")
     done = finished_metrics(cfg, info)
     if done is not None:  # finished before a driver restart: report, never run twice

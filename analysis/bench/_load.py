@@ -83,17 +83,17 @@ def _trial_body(job: dict, out: dict) -> None:
     import pandas as pd
 
     from trainables.config import TrialConfig
-    from trainables.tracking import RankZeroTracker
+    from trainables.tracking import NODE_ID_TAG, SWEEP_TAG, RankZeroTracker
     from trainables.trainable import TrackingInfo, close_or_queue, ensure_run
 
     t0, lat, rng = time.perf_counter(), out["latencies"], random.Random(job["number"])
     cfg = TrialConfig.parse(trial_dict(job["number"], job["params"], job["epochs"]))
     info = TrackingInfo(uri=job["uri"], experiment=job["experiment"], parent_run_id=job["parent"],
-                        trial_id=f"load-{job['number']:03d}", extra_tags={"arx.sweep": job["experiment"]})
+                        trial_id=f"load-{job['number']:03d}", extra_tags={SWEEP_TAG: job["experiment"]})
     out["run_id"] = run_id = _timed(lat, ensure_run, cfg, info)
     outbox = str(Path(job["root"]) / f"outbox-{job['number']:03d}")
     tracker = RankZeroTracker({"uri": job["uri"], "run_id": run_id, "outbox": outbox, "drain_s": 30.0}, 0)
-    _timed(lat, tracker.set_tags, {"arx.node_id": f"load-{os.getpid()}"})
+    _timed(lat, tracker.set_tags, {NODE_ID_TAG: f"load-{os.getpid()}"})
     for epoch in range(job["epochs"]):
         time.sleep(job["epoch_s"] * rng.uniform(0.8, 1.2))  # the training epoch
         logs = _epoch_logs(epoch, rng, job["params"]["lr"])
@@ -151,11 +151,11 @@ def run_load(uri: str, optuna_storage, writers: int, epochs: int, epoch_s: float
     import optuna
     from mlflow.tracking import MlflowClient
 
-    from trainables.tracking import get_or_create_experiment
+    from trainables.tracking import ROLE_SWEEP, ROLE_TAG, get_or_create_experiment
 
     client = MlflowClient(tracking_uri=uri)
     exp_id = get_or_create_experiment(client, experiment)
-    parent = client.create_run(exp_id, tags={"arx.role": "sweep"}, run_name=experiment).info.run_id
+    parent = client.create_run(exp_id, tags={ROLE_TAG: ROLE_SWEEP}, run_name=experiment).info.run_id
     study = optuna.create_study(storage=optuna_storage, study_name=experiment, directions=["maximize"] * 2,
                                 sampler=optuna.samplers.TPESampler(seed=0))
     ctx, t0 = forkserver_context(), time.monotonic()
@@ -218,8 +218,10 @@ def check(client, exp_id: str, study, records: list[dict], procs: dict) -> dict:
     errors += [f"trial {n}: exit code {p.exitcode}" for n, p in procs.items() if p.exitcode not in (0, None)]
     errors += [f"trial {r['number']}: {r['error']}" for r in records if r["error"]]
     errors += [f"trial {r['number']}: outbox: {w}" for r in records for w in r["warnings"]]
-    runs = client.search_runs([exp_id], "tags.`arx.role` = 'trial'", max_results=10000)
-    per_trial = Counter(r.data.tags.get("arx.trial_id") for r in runs)
+    from trainables.tracking import ROLE_TAG, ROLE_TRIAL, TRIAL_ID_TAG
+
+    runs = client.search_runs([exp_id], f"tags.`{ROLE_TAG}` = '{ROLE_TRIAL}'", max_results=10000)
+    per_trial = Counter(r.data.tags.get(TRIAL_ID_TAG) for r in runs)
     lost = incomplete = 0
     for rec in records:
         if rec.get("run_id"):
@@ -246,4 +248,6 @@ def _check_run(client, rec: dict) -> tuple[int, bool]:
     if final:
         names = {a.path for a in client.list_artifacts(rec["run_id"])}
         lost += len({"metrics.json", "per_class.parquet"} - names)
-    return lost, run.info.status == "FINISHED" and run.data.tags.get("arx.status") == "completed"
+    from trainables.tracking import STATUS_TAG
+
+    return lost, run.info.status == "FINISHED" and run.data.tags.get(STATUS_TAG) == "completed"

@@ -83,7 +83,7 @@ def test_early_stopped_sweep_tells_the_truth_everywhere(ray_cluster, tmp_path):
     a = analyse(load_sweep_runs(uri, ref), ref.objectives)
     assert set(a.pruned["trial_id"]) == set(pruned) and not len(a.failed)
     assert not set(a.front["trial_id"]) & set(pruned)
-    html = render_html(a, {"sweep": "it-es"}, [], [], [])
+    html = render_html(a, {"sweep": "it-es"})
     assert "Pruned trials" in html and f"<b>{len(pruned)}</b> pruned" in html
     from sweeps.orphans import actor_groups
 

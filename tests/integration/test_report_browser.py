@@ -60,10 +60,13 @@ PROBE = """<script>
       var common = document.querySelector('#common-correct-section');
       var commonRows = []; if (common) common.querySelectorAll('tbody tr').forEach(function (r) {
         var cells = []; r.querySelectorAll('td').forEach(function (c) { cells.push(c.textContent); }); commonRows.push(cells); });
+      var sections = []; document.querySelectorAll('section.arx-section').forEach(function (s) {
+        sections.push({id: s.id, height: s.getBoundingClientRect().height, text: s.textContent.trim().length}); });
       var out = document.createElement('pre'); out.id = 'arx-probe';
       out.textContent = JSON.stringify({errors: errors, plots: plots, imgs: imgs,
                                         expected: expected ? +expected.content : null,
-                                        common: common ? common.textContent : null, commonRows: commonRows});
+                                        common: common ? common.textContent : null, commonRows: commonRows,
+                                        sections: sections});
       document.body.appendChild(out);
     }, 2000);
   });
@@ -141,6 +144,14 @@ def test_report_renders_without_errors_in_headless_chromium(tmp_path):
     rows = {r[0]: r for r in probe["commonRows"]}
     assert set(rows) == {"standard", "fgsm_at", "trades"} and all(r[1] == "explain/gini_vg" for r in rows.values())
     assert [round(float(rows[g][4]), 3) for g in ("standard", "fgsm_at", "trades")] == [0.495, 0.695, 0.845]
+
+    # every registered section (analysis/sections.py) is laid out and shows something; this store has no pruned trial
+    from analysis.sections import SECTIONS
+
+    shown = {sec["id"]: sec for sec in probe["sections"]}
+    expected = {fn.__name__.replace("_", "-") + "-section" for fn in SECTIONS} - {"pruned-trials-section"}
+    assert expected <= set(shown), expected - set(shown)
+    assert all(shown[i]["height"] > 0 and shown[i]["text"] > 0 for i in expected), shown
 
     probe, log = results["one"]
     _check(probe, log, min_plots=2)

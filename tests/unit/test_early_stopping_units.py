@@ -119,14 +119,16 @@ def test_the_report_lists_pruned_trials_apart_and_never_on_a_front():
     assert "p" not in set(a.front["trial_id"])
     row = a.regime_summary.set_index("regime").loc["fgsm_at"]
     assert (row["pruned"], row["failed"], row["completed"]) == (1, 1, 0)
-    html = render_html(a, {"sweep": "s"}, [], [], [])
+    html = render_html(a, {"sweep": "s"})
     assert "<b>1</b> pruned" in html and "Pruned trials" in html and "~12 device-seconds saved" in html
 
 
 def test_front_plots_draw_pruned_trials_faded_at_their_last_rung(tmp_path):
     import pandas as pd
 
-    from analysis.report import _figures, analyse
+    from analysis import plots
+    from analysis.report import analyse
+    from analysis.sections import Context, pareto_fronts
 
     df = pd.DataFrame([
         {"trial_id": "a", "regime": "standard", "status": "completed", "acc/top1": 0.9, "acc/top5": 0.7},
@@ -136,12 +138,12 @@ def test_front_plots_draw_pruned_trials_faded_at_their_last_rung(tmp_path):
         {"trial_id": "q", "regime": "fgsm_at", "status": "pruned", "rung": 2, "rung/acc/top1": float("nan"),
          "rung/acc/top5": 0.5}])
     a = analyse(df, [("acc/top1", "max"), ("acc/top5", "max")])
-    figs, pngs = _figures(a, tmp_path, png=True)
-    fronts = [f for section, _, f in figs if section == "fronts"]
-    assert len(fronts) == 1
-    traces = {t.name: t for t in fronts[0].data}
+    infos = pareto_fronts(Context(a)).figures
+    assert len(infos) == 1
+    traces = {t.name: t for t in plots.to_plotly(infos[0]).data}
     pruned = traces["pruned (last rung)"]   # q has no finite rung value for acc/top1: not drawn
     assert list(pruned.x) == [0.31] and list(pruned.y) == [0.52] and pruned.marker.opacity < 1
     front = traces["front"]                 # the front line passes through the completed trials only
     assert 0.31 not in set(front.x) and {0.9, 0.8} <= set(front.x)
-    assert any(p.name.startswith("front_") for p in pngs)
+    png = plots.to_png(infos[0], tmp_path)
+    assert png.name.startswith("front_") and png.read_bytes()[:4] == b"\x89PNG"

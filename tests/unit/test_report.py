@@ -170,32 +170,6 @@ def test_degraded_reports(tmp_path, case):
     assert "report/report.html" in {f.path for f in MlflowClient(tracking_uri=uri).list_artifacts(pid, "report")}
 
 
-def test_load_tune_results(tmp_path):
-    from analysis.runs import load_tune_results
-
-    exp = tmp_path / "ray" / "shapes_test"
-    cfg = lambda regime, eps: {"trial": {"regime": {"name": regime, "params": {"eps": eps}}, "optim": {"lr": 0.01}},  # noqa: E731
-                               "tracking": {"uri": "sqlite:///x.db", "parent_run_id": "p1"}}
-    for name, regime, eps, lines, error in [
-        ("tune_trial_a_00000", "fgsm_at", 0.03, [{"epoch": 0, "train/loss": 1.0},
-                                                 {"arx_done": True, "acc/top1": 0.9, "robust/pgd": 0.3,
-                                                  "trial_id": "a_00000", "mlflow_run_id": "r0"}], None),
-        ("tune_trial_a_00001", "standard", None, [{"epoch": 0, "train/loss": 2.0}], "ValueError: bad lr"),
-    ]:
-        d = exp / name
-        d.mkdir(parents=True)
-        (d / "params.json").write_text(json.dumps(cfg(regime, eps)))
-        (d / "result.json").write_text("".join(json.dumps(x) + "\n" for x in lines))
-        if error:
-            (d / "error.txt").write_text("Traceback (most recent call last):\n  ...\n" + error + "\n")
-    df = load_tune_results(tmp_path / "ray").set_index("run_name")
-    a, b = df.loc["tune_trial_a_00000"], df.loc["tune_trial_a_00001"]
-    assert (a["status"], a["trial_id"], a["regime"], a["run_id"]) == ("completed", "a_00000", "fgsm_at", "r0")
-    # values read back from result.json / params (float64, decimal round trip): approx's default rel 1e-6
-    assert a["acc/top1"] == pytest.approx(0.9) and a["params.regime.params.eps"] == pytest.approx(0.03)
-    assert (b["status"], b["failure_reason"]) == ("failed", "ValueError: bad lr")
-
-
 def test_common_correct_rescores_attribution_metrics_on_images_all_trials_get_right(tmp_path):
     from analysis.per_image import common_correct, load_tables
     from analysis.runs import completed, load_runs

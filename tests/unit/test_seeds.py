@@ -59,18 +59,19 @@ def test_hypervolume_per_regime_uses_setting_means():
 
 
 def test_front_figures_carry_error_bars_and_the_html_the_sd_columns(tmp_path):
-    from analysis.report import _figures, analyse, render_html
+    from analysis import plots
+    from analysis.report import analyse, render
+    from analysis.sections import Context, pareto_fronts
 
     a = analyse(_frame(), OBJS)
-    figs, pngs = _figures(a, tmp_path, png=True)
-    front = next(f for section, _, f in figs if section == "fronts")
+    front = plots.to_plotly(pareto_fronts(Context(a)).figures[0])
     bars = [t for t in front.data if t.error_y is not None and t.error_y.array is not None]
     assert bars, "no error bars on the front plot"
     std = next(t for t in bars if t.name == "standard")
     assert list(std.error_y.array) == pytest.approx([math.sqrt(0.02)], abs=1e-12)
     assert list(std.error_x.array) == pytest.approx([math.sqrt(0.02)], abs=1e-12)
+    html, pngs = render(a, {"sweep": "s"}, png_dir=tmp_path)
     assert pngs and all(p.exists() for p in pngs)
-    html = render_html(a, {"sweep": "s"}, figs, [], pngs)
     assert "<th>acc/top1 sd</th>" in html and "<th>n</th>" in html and "several seeds" in html
 
 
