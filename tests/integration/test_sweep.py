@@ -71,8 +71,11 @@ def test_multiobjective_sweep_two_regimes_two_workers(ray_cluster, tmp_path):
     assert {r["trial"] for r in out["pareto"]} == expected
 
 
-def test_failed_trial_is_tagged_and_sweep_completes(ray_cluster, tmp_path):
-    """A trial whose loss becomes NaN fails with the reason in MLflow; the other trial completes."""
+@pytest.mark.parametrize("trial_path", ["process", "train"])
+def test_failed_trial_is_tagged_and_sweep_completes(ray_cluster, tmp_path, monkeypatch, trial_path):
+    """A trial whose loss becomes NaN fails with the reason in MLflow, on its first attempt (a user error is final
+    on both trial paths, although the in-process path gives Tune retries.worker retries); the other completes."""
+    monkeypatch.setenv("ARX_TRIAL_PATH", "auto" if trial_path == "process" else "train")
     regimes = {"standard": {}}
     extra = {"search": {"optim.lr": {"type": "categorical", "choices": [3e-3, 1e12]},
                         "optim.optimizer": {"type": "fixed", "value": "sgd"}},
@@ -87,6 +90,11 @@ def test_failed_trial_is_tagged_and_sweep_completes(ray_cluster, tmp_path):
     assert len(failed) == 1 and "non-finite" in failed.iloc[0]["tags.arx.failure_reason"]
     study = optuna.load_study(study_name="it-nan", storage=f"sqlite:///{(tmp_path / 'res' / 'optuna.db').resolve()}")
     assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "FAIL"]
+    errors = list((tmp_path / "res" / "ray" / "it-nan").glob("trial_*/error.txt"))
+    assert len(errors) == 1 and "Failure # 1 " in errors[0].read_text(), errors
+    assert "Failure # 2 " not in errors[0].read_text()  # not retried
+    in_train = list((tmp_path / "res" / "ray" / "train_runs").glob("*/checkpoint_*"))
+    assert bool(in_train) == (trial_path == "train")
 
 
 def _wait_for(predicate, what: str, deadline_s: float, poll_s: float = 1.0):
