@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from sweeps.launch import run_sweep
-from test_faults import _children, wait_for  # noqa: E402 (tests/integration is on sys.path under pytest)
+from test_faults import descendant_pids, wait_for  # noqa: E402 (tests/integration is on sys.path under pytest)
 
 pytestmark = pytest.mark.integration
 
@@ -36,17 +36,7 @@ def _spec(tmp_path: Path, name: str) -> Path:
 
 def trial_process_pids() -> list[int]:
     """Live Tune function-trainable processes of this test process's Ray cluster."""
-    tree, todo, found = _children(), [os.getpid()], []
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            todo.append(child)
-            try:
-                cmd = Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if cmd.startswith("ray::ImplicitFunc"):
-                found.append(child)
-    return found
+    return descendant_pids("ray::ImplicitFunc")
 
 
 class KillAfterFirstTuneCheckpoint(threading.Thread):
