@@ -262,11 +262,18 @@ def _new_tuner(spec, space, trainable, name, paths, parent, concurrent, progress
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=spec.num_samples,
                                     scheduler=make_scheduler(spec, paths, name, param_space["tracking"]),
                                     max_concurrent_trials=concurrent, trial_dirname_creator=trial_dirname,
+                                    reuse_actors=reuse_trial_processes(path),
                                     trial_name_creator=trial_dirname),
         run_config=tune.RunConfig(name=name, storage_path=paths["storage"], callbacks=_callbacks(spec, progress),
                                   verbose=0, failure_config=tune.FailureConfig(max_failures=retries),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.trial_base().checkpoint.keep)),
     )
+
+
+def reuse_trial_processes(path: str) -> bool:
+    """In-process trials reuse the Tune trial process of a finished trial (Tune ``reuse_actors``: torch, timm and
+    MLflow stay imported; issue #16); ``ARX_REUSE_ACTORS=0`` starts a fresh process per trial."""
+    return path == "process" and os.environ.get("ARX_REUSE_ACTORS", "1") != "0"
 
 
 def _callbacks(spec: SweepSpec, progress) -> list:

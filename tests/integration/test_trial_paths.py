@@ -2,6 +2,7 @@
 (``trainables/inprocess.py``, the default) and the same trial through Ray Train (``ARX_TRIAL_PATH=train``) give
 bit-identical final metrics on CPU; the in-process trial survives a SIGKILL of its process mid-run (Tune restarts it
 from its last checkpoint, ``retries.worker``) and still ends exactly where the Ray Train run ends."""
+import json
 import os
 import signal
 import threading
@@ -97,3 +98,23 @@ def test_in_process_trial_equals_ray_train_trial_even_after_a_sigkill(ray_cluste
     wa, wb = _final_model(tmp_path / "train" / "ray"), _final_model(tmp_path / "process" / "ray" / "it-path-process")
     for k, v in wa.items():
         assert torch.equal(wb[k], v), k
+
+
+def test_in_process_trials_reuse_the_trial_process_and_still_repeat_exactly(ray_cluster, tmp_path, monkeypatch):
+    """Two trials of one config, one at a time: the second runs in the first one's process (Tune reuse_actors) and
+    ends with the same metrics, every float equal (nothing a trial leaves in its process changes the next)."""
+    monkeypatch.setenv("ARX_TRIAL_PATH", "auto")
+    path = _spec(tmp_path, "it-reuse")
+    spec = yaml.safe_load(path.read_text())
+    spec["base"]["dataset"] |= {"train_size": 128, "params": {"n_train": 128, "n_test": 64}}
+    spec["base"]["optim"]["epochs"] = 2
+    path.write_text(yaml.safe_dump(spec | {"num_samples": 2, "max_concurrent": 1}))
+    out = run_sweep(path, tmp_path / "res")
+    assert [r["status"] for r in out["rows"]] == ["completed", "completed"]
+    pids = {json.loads(f.read_text().splitlines()[-1])["pid"]
+            for f in (tmp_path / "res" / "ray" / "it-reuse").glob("trial_*/result.json")}
+    assert len(pids) == 1, pids  # one trial process for both trials
+    client = mlflow.MlflowClient(f"sqlite:///{(tmp_path / 'res' / 'mlflow.db').resolve()}")
+    runs = client.search_runs([client.get_experiment_by_name("it-reuse").experiment_id], "tags.`arx.role` = 'trial'")
+    assert len(runs) == 2 and "acc/top1" in _numbers(runs[0])
+    assert _numbers(runs[0]) == _numbers(runs[1])
