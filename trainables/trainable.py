@@ -215,8 +215,6 @@ def finished_metrics(cfg: TrialConfig, info: TrackingInfo) -> dict | None:
 def tune_trial(config: dict) -> None:
     """Tune function trainable: one sweep trial (its config holds the TrialConfig + tracking info), through Ray
     Train or, for a single worker, in this process (``config["trial_path"]``, set by the launcher)."""
-    from ray.tune.integration.ray_train import TuneReportCallback
-
     stamps = {"timing/trial_start": time.time()}
     trial_id = ray.tune.get_context().get_trial_id()
     cfg = TrialConfig.parse(config["trial"])
@@ -233,5 +231,7 @@ def tune_trial(config: dict) -> None:
 
         run_in_process(cfg, f"trial-{trial_id}", storage, info, stamps)
         return
+    from ray.tune.integration.ray_train import TuneReportCallback
+
     fit_trial(cfg, f"trial-{trial_id}", storage, info, callbacks=[TuneReportCallback()],
               max_failures=config.get("train_max_failures", 2), stamps=stamps)
