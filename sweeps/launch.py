@@ -318,6 +318,12 @@ def _finish(spec, grid, paths, parent, name):
     from sweeps.summary import summarize
 
     _close_orphan_asks(paths["optuna"], name)
+    from sweeps.orphan_runs import close_orphan_runs, grid_trial_ids
+
+    try:  # MLflow runs of the same killed-driver trials
+        close_orphan_runs(paths["tracking"], parent, grid_trial_ids(grid))
+    except Exception as e:  # noqa: BLE001 - tracking server away: the summary says so; --resume retries this
+        console.print(f"MLflow: could not close orphaned trial runs ({type(e).__name__}); --resume retries it")
     return summarize(spec, grid, paths, parent, name)
 
 
