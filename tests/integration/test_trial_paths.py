@@ -23,10 +23,10 @@ CLOCK = ("time", "per_s", "seconds")  # wall-clock measurements differ run to ru
 
 def _spec(tmp_path: Path, name: str) -> Path:
     spec = {"name": name,
-            "base": {"dataset": {"name": "shapes", "image_size": 32, "train_size": 1024, "test_size": 64,
-                                 "params": {"n_train": 1024, "n_test": 64}},
+            "base": {"dataset": {"name": "shapes", "image_size": 32, "train_size": 512, "test_size": 64,
+                                 "params": {"n_train": 512, "n_test": 64}},
                      "model": {"backbone": "smallcnn"},
-                     "optim": {"epochs": 4, "batch_size": 16, "lr": 2e-3, "optimizer": "adam", "schedule": "cosine"},
+                     "optim": {"epochs": 3, "batch_size": 16, "lr": 2e-3, "optimizer": "adam", "schedule": "cosine"},
                      "evaluation": {"groups": ["accuracy"], "num_images": 32}},
             "regimes": {"standard": {}}, "objectives": [{"key": "acc/top1", "direction": "max"}],
             "sampler": {"name": "random", "seed": 0}, "num_samples": 1, "resources": {"num_workers": 1}}
@@ -91,7 +91,9 @@ def test_in_process_trial_equals_ray_train_trial_even_after_a_sigkill(ray_cluste
     client_a, a = _trial_run(tmp_path / "train", "it-path-train")
     client_b, b = _trial_run(tmp_path / "process", "it-path-process")
     steps = [m.step for m in client_b.get_metric_history(b.info.run_id, "train/loss")]
-    assert sorted(steps) == [0, 1, 2, 3], steps  # restarted from epoch 0's checkpoint: no epoch logged twice
+    errors = list((tmp_path / "process" / "ray" / "it-path-process").glob("trial_*/error.txt"))
+    assert len(errors) == 1 and "Failure # 1 " in errors[0].read_text()  # killed once, then restarted by Tune
+    assert sorted(steps) == [0, 1, 2], steps  # restarted from its last checkpoint: no epoch logged twice
     assert b.data.tags["arx.status"] == "completed" and "arx.failure_reason" not in b.data.tags
     assert "acc/top1" in _numbers(a) and len(_numbers(a)) > 5
     assert _numbers(a) == _numbers(b)  # exact float equality, every metric
