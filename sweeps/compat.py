@@ -27,3 +27,11 @@ def set_trial_user_attr(study, frozen_trial, key: str, value) -> None:
     """A user attribute on an existing, still running trial of ``study`` (Optuna has no public setter outside the
     objective's ``Trial``; ``sweeps/launch.py`` marks orphaned asks with it)."""
     study._storage.set_trial_user_attr(frozen_trial._trial_id, key, value)
+
+
+def set_trial_max_failures(trial, n: int) -> None:
+    """How many more failures Tune retries for one trial (``Trial.max_failures``, set from the Tuner's
+    ``FailureConfig`` for every trial; Ray 2.60 has no per-trial public setting; ``sweeps/retries.py``)."""
+    if not hasattr(trial, "max_failures"):
+        raise AttributeError("ray.tune Trial has no max_failures any more: see sweeps/retries.py")
+    trial.max_failures = n

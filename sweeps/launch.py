@@ -5,6 +5,7 @@ one MLflow parent run; every trial is a nested child run created by the trial dr
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -23,6 +24,7 @@ from sweeps.space import ArxOptunaSearch, SearchSpace
 from sweeps.spec import SweepSpec, load_spec
 from trainables.config import TrialConfig
 from trainables.errors import ArxError, ConfigError
+from trainables.session import trial_path
 from trainables.tracking import default_tracking_uri
 
 
@@ -200,18 +202,21 @@ def _launch(spec, space, paths, base, config, resume, address):
     for line in [f"arx sweep {spec.name!r} -> {name}", *plan.lines(), *grid_note(spec, space),
                  f"MLflow: {paths['tracking']}"]:
         console.print(line)
+    path = trial_path(base.resources.num_workers)  # ARX_TRIAL_PATH; each trial's config keeps it (trial_path)
     parent = parent_run(spec, paths["tracking"], name, resume, config)
     driver = {TRIAL_SLOT: 1} if TRIAL_SLOT in cluster else {"CPU": 0.01}
+    from trainables.inprocess import trial_resources
     from trainables.trainable import tune_trial  # torch, timm, Ray Train: not needed to validate a spec
 
-    trainable = tune.with_resources(tune_trial, driver)
+    # the driver's share, plus the worker's CPU/GPU for a trial run in process (trainables/inprocess.py)
+    trainable = tune.with_resources(tune_trial, functools.partial(trial_resources, driver=driver))
     progress = SweepProgress(spec.metric_names, spec.num_samples)
     if resume and _experiment_exists(paths["storage"], name):
         tuner = tune.Tuner.restore(str(Path(paths["storage"]) / name) if "://" not in paths["storage"]
                                    else f"{paths['storage']}/{name}", trainable=trainable,
                                    resume_unfinished=True, resume_errored=False)
     else:
-        tuner = _new_tuner(spec, space, trainable, name, paths, parent, plan.concurrent, progress)
+        tuner = _new_tuner(spec, space, trainable, name, paths, parent, plan.concurrent, progress, path)
     grid = tuner.fit()
     return _finish(spec, grid, paths, parent, name)
 
@@ -232,31 +237,43 @@ def _tune_name(spec: SweepSpec, storage: str, resume: bool) -> str:
     return name
 
 
-def _new_tuner(spec, space, trainable, name, paths, parent, concurrent, progress):
+def _new_tuner(spec, space, trainable, name, paths, parent, concurrent, progress, path):
     searcher = ArxOptunaSearch(space=space, metric=spec.metric_names, mode=spec.modes,
                                sampler=make_sampler(spec, space), study_name=name,
                                storage=_optuna_storage(paths["optuna"]), constraints=spec.constraints)
     param_space = {"tracking": {"uri": paths["tracking"], "experiment": spec.name, "parent_run_id": parent},
-                   "storage_path": paths["storage"], "train_max_failures": spec.retries.worker}
+                   "storage_path": paths["storage"], "train_max_failures": spec.retries.worker,
+                   "trial_path": path}
+    retries = spec.retries.trial + (spec.retries.worker if path == "process" else 0)  # no Train retries in process
     return tune.Tuner(
         trainable, param_space=param_space,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=spec.num_samples,
                                     scheduler=make_scheduler(spec, paths, name, param_space["tracking"]),
                                     max_concurrent_trials=concurrent, trial_dirname_creator=trial_dirname,
+                                    reuse_actors=reuse_trial_processes(path),
                                     trial_name_creator=trial_dirname),
         run_config=tune.RunConfig(name=name, storage_path=paths["storage"], callbacks=_callbacks(spec, progress),
-                                  verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=spec.retries.trial)),
+                                  verbose=0, failure_config=tune.FailureConfig(max_failures=retries),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.trial_base().checkpoint.keep)),
     )
 
 
+def reuse_trial_processes(path: str) -> bool:
+    """In-process trials reuse the Tune trial process of a finished trial (Tune ``reuse_actors``: torch, timm and
+    MLflow stay imported; issue #16); ``ARX_REUSE_ACTORS=0`` starts a fresh process per trial."""
+    return path == "process" and os.environ.get("ARX_REUSE_ACTORS", "1") != "0"
+
+
 def _callbacks(spec: SweepSpec, progress) -> list:
-    """The progress lines; with early stopping also the release of stopped trials' Train groups (orphans.py)."""
+    """The progress lines, no Tune retry after a user error (retries.py); with early stopping also the release
+    of stopped trials' Train groups (orphans.py)."""
+    from sweeps.retries import UserErrorsFinal
+
     if spec.early_stopping is None:
-        return [progress]
+        return [progress, UserErrorsFinal()]
     from sweeps.orphans import ReleaseOrphans
 
-    return [progress, ReleaseOrphans()]
+    return [progress, UserErrorsFinal(), ReleaseOrphans()]
 
 
 def make_scheduler(spec: SweepSpec, paths: dict, name: str, tracking: dict):
@@ -289,6 +306,12 @@ def _finish(spec, grid, paths, parent, name):
     from sweeps.summary import summarize
 
     _close_orphan_asks(paths["optuna"], name)
+    from sweeps.orphan_runs import close_orphan_runs, grid_trial_ids
+
+    try:  # MLflow runs of the same killed-driver trials
+        close_orphan_runs(paths["tracking"], parent, grid_trial_ids(grid))
+    except Exception as e:  # noqa: BLE001 - tracking server away: the summary says so; --resume retries this
+        console.print(f"MLflow: could not close orphaned trial runs ({type(e).__name__}); --resume retries it")
     return summarize(spec, grid, paths, parent, name)
 
 

@@ -18,12 +18,13 @@ def train_log_level() -> str:
     return os.environ.get("ARX_TRAIN_LOG_LEVEL", "WARNING").upper()
 
 
-def train_fn_per_worker(loop_config: dict) -> None:
-    """Entry point of every Train worker: stamps its start, then runs ``loop.train_fn_per_worker``."""
+def train_fn_per_worker(loop_config: dict, session=None) -> None:
+    """Entry point of every Train worker (and of an in-process trial, with its ``TuneSession``): stamps its start,
+    then runs ``loop.train_fn_per_worker``."""
     started = time.time()
     from trainables.loop import train_fn_per_worker as run
 
-    run(loop_config, {"timing/worker_start": started, "timing/loop_imported": time.time()})
+    run(loop_config, {"timing/worker_start": started, "timing/loop_imported": time.time()}, session)
 
 
 def worker_fn():

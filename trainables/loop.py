@@ -1,4 +1,5 @@
-"""The Ray Train per-worker loop: plain PyTorch + ``prepare_model`` + ``ray.train.report``.
+"""The per-worker loop: plain PyTorch + ``prepare_model`` + ``report``, over a session (``trainables/session.py``:
+a Ray Train worker, or the Tune trial process for single-worker sweep trials).
 
 Every rank: build data (DistributedSampler shard), model (regime surgery, DDP via ``prepare_model``),
 optimizer; restore the latest checkpoint; train epochs with the regime's ``loss``; all-reduce the epoch's
@@ -16,8 +17,6 @@ import time
 from contextlib import nullcontext
 
 import ray
-import ray.train
-import ray.train.torch
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
@@ -33,16 +32,12 @@ from trainables.optim import build_optimizer, build_scheduler
 from trainables.regimes import build_regime
 from trainables.rungs import rung_metrics
 from trainables.entry import train_log_level
+from trainables.session import TrainSession
 from trainables.timing import stamp
 from trainables.tracking import NODE_ID_TAG, SKIPPED_CORRUPT_TAG, UNBOXED_TAG, RankZeroTracker
 
 STATE_FILE = "state.pt"
 STATE_KEYS = frozenset({"model", "optimizer", "scheduler", "scaler", "regime", "epoch"})
-
-
-def _world() -> tuple[int, int]:
-    ctx = ray.train.get_context()
-    return ctx.get_world_rank(), ctx.get_world_size()
 
 
 def build_model_and_regime(cfg: TrialConfig, num_classes: int, in_chans: int):
@@ -168,16 +163,19 @@ def _quiet_report_logs() -> None:
     context.logger.setLevel(train_log_level())
 
 
-def train_fn_per_worker(loop_config: dict, stamps: dict | None = None) -> None:
+def train_fn_per_worker(loop_config: dict, stamps: dict | None = None, session=None) -> None:
     """The per-worker loop (entered through ``trainables/entry.py``). ``loop_config``: {"trial": TrialConfig dict,
-    "tracking": {...}}; ``stamps``: the entry's phase stamps (``trainables/timing.py``), sent with the final result."""
+    "tracking": {...}}; ``stamps``: the entry's phase stamps (``trainables/timing.py``), sent with the final result;
+    ``session``: its runtime (``trainables/session.py``: a Ray Train worker by default, or the Tune trial process)."""
     stamps = dict(stamps or {})
     stamps.setdefault("timing/worker_start", time.time())
     stamps.setdefault("timing/loop_imported", time.time())
-    _quiet_report_logs()
+    if session is None:
+        _quiet_report_logs()
+        session = TrainSession()
     cfg = TrialConfig.parse(loop_config["trial"])  # validated again at the process boundary
-    rank, world = _world()
-    device = ray.train.torch.get_device()
+    rank, world = session.rank, session.world
+    device = session.device()
     tracker = RankZeroTracker(loop_config.get("tracking"), rank)
     tracker.set_tags({NODE_ID_TAG: ray.get_runtime_context().get_node_id()})
     data = build_dataset(cfg.dataset, loop_config.get("data_cache"))
@@ -196,9 +194,9 @@ def train_fn_per_worker(loop_config: dict, stamps: dict | None = None) -> None:
     scheduler = build_scheduler(cfg.optim, optimizer)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.optim.amp and device.type == "cuda")
     start = 0
-    if (ckpt := ray.train.get_checkpoint()) is not None:
+    if (ckpt := session.get_checkpoint()) is not None:
         start = load_state(ckpt, model, optimizer, scheduler, scaler, regime)
-    ddp_model = ray.train.torch.prepare_model(model, move_to_device=False) if world > 1 else model
+    ddp_model = session.prepare_model(model)
     t_trial = time.perf_counter()
     stamp(stamps, "loop_start")
     logs: dict[str, float] = {}
@@ -211,7 +209,7 @@ def train_fn_per_worker(loop_config: dict, stamps: dict | None = None) -> None:
                                None if stamps.get("timing/first_step") else lambda: stamp(stamps, "first_step"))
         except NonFiniteLoss as e:
             tracker.fail(str(e))
-            ray.train.report({"epoch": epoch, "arx_failed": str(e)})
+            session.report({"epoch": epoch, "arx_failed": str(e)})
             return
         scheduler.step()
         dt = time.perf_counter() - t0
@@ -220,7 +218,7 @@ def train_fn_per_worker(loop_config: dict, stamps: dict | None = None) -> None:
         logs |= rung_metrics(cfg, epoch, model, regime, device, test_set, data.num_classes, rank, world,
                              time.perf_counter() - t_trial)  # {} unless a rung epoch (trainables/rungs.py)
         tracker.log_metrics(logs, step=epoch)
-        _report_epoch(cfg, epoch, logs, rank, model, optimizer, scheduler, scaler, regime)
+        _report_epoch(session, cfg, epoch, logs, model, optimizer, scheduler, scaler, regime)
     model.eval()
     ectx = EvalContext(model=regime.eval_model(unwrap(model)), cfg=cfg, regime=regime, device=device,
                        num_classes=data.num_classes)
@@ -235,17 +233,16 @@ def train_fn_per_worker(loop_config: dict, stamps: dict | None = None) -> None:
         if rank == 0:
             save_state(d, model, optimizer, scheduler, scaler, regime, cfg.optim.epochs - 1)
         stamp(stamps, "final_report")
-        ray.train.report(final_metrics | stamps, checkpoint=ray.train.Checkpoint.from_directory(d) if rank == 0 else None)
+        session.report(final_metrics | stamps, checkpoint_dir=d if rank == 0 else None)
 
 
-def _report_epoch(cfg, epoch, logs, rank, model, optimizer, scheduler, scaler, regime) -> None:
+def _report_epoch(session, cfg, epoch, logs, model, optimizer, scheduler, scaler, regime) -> None:
     metrics = {"epoch": epoch, **logs}
     last = epoch == cfg.optim.epochs - 1
     if (epoch + 1) % cfg.checkpoint.every_epochs == 0 or last:
         with tempfile.TemporaryDirectory() as d:
-            if rank == 0:
+            if session.rank == 0:
                 save_state(d, model, optimizer, scheduler, scaler, regime, epoch)
-            ckpt = ray.train.Checkpoint.from_directory(d) if rank == 0 else None
-            ray.train.report(metrics, checkpoint=ckpt)
+            session.report(metrics, checkpoint_dir=d if session.rank == 0 else None)
     else:
-        ray.train.report(metrics)
+        session.report(metrics)

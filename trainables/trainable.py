@@ -65,17 +65,27 @@ def fit_trial(cfg: TrialConfig, run_name: str, storage_path: str | Path, info: T
     try:
         result = trainer.fit()
     except Exception as e:  # a Train failure after its retries (none for a user error): record why, fail
-        reason = one_line(err) if (err := user_error(e)) else _root_cause(e)
-        if info:
-            close_or_queue(info.uri, run_id, "failed", outbox, reason)
-        raise TrialFailed(reason) from None
+        fail_trial(info, run_id, outbox, one_line(err) if (err := user_error(e)) else _root_cause(e))
     stamp(stamps, "fit_end")
-    metrics = dict(result.metrics or {})
+    return complete_trial(info, run_id, outbox, result.metrics, stamps, storage_path, run_name)
+
+
+def fail_trial(info: TrackingInfo | None, run_id: str | None, outbox: str | None, reason: str,
+               raise_: bool = True) -> None:
+    """Close the trial's MLflow run as failed with ``reason`` (or queue the close); raise ``TrialFailed``."""
+    if info:
+        close_or_queue(info.uri, run_id, "failed", outbox, reason)
+    if raise_:
+        raise TrialFailed(reason) from None
+
+
+def complete_trial(info: TrackingInfo | None, run_id: str | None, outbox: str | None, metrics: dict | None,
+                   stamps: dict, storage_path: str | Path, run_name: str) -> dict[str, Any]:
+    """The end of a trial either path ran (Ray Train or in process): its final metrics (``TrialFailed`` without
+    them), rank 0's stamps merged, ``cost/overhead_seconds``, the MLflow run closed, ``timing.json`` written."""
+    metrics = dict(metrics or {})
     if "arx_failed" in metrics or not metrics.get("arx_done"):
-        reason = metrics.get("arx_failed", "the trial ended without final metrics")
-        if info:
-            close_or_queue(info.uri, run_id, "failed", outbox, reason)
-        raise TrialFailed(reason)
+        fail_trial(info, run_id, outbox, metrics.get("arx_failed", "the trial ended without final metrics"))
     stamps |= {k: metrics.pop(k) for k in [k for k in metrics if k.startswith("timing/")]}  # rank 0's
     now = time.time()
     if (overhead := overhead_seconds(stamps, now)) is not None:  # this attempt's, up to the MLflow close
@@ -136,9 +146,8 @@ def _root_cause(e: BaseException) -> str:
 
 
 def tune_trial(config: dict) -> None:
-    """Tune function trainable: one sweep trial (its config holds the TrialConfig + tracking info)."""
-    from ray.tune.integration.ray_train import TuneReportCallback
-
+    """Tune function trainable: one sweep trial (its config holds the TrialConfig + tracking info), through Ray
+    Train or, for a single worker, in this process (``config["trial_path"]``, set by the launcher)."""
     stamps = {"timing/trial_start": time.time()}
     trial_id = ray.tune.get_context().get_trial_id()
     cfg = TrialConfig.parse(config["trial"])
@@ -150,5 +159,12 @@ def tune_trial(config: dict) -> None:
     if done is not None:  # finished before a driver restart: report, never run twice
         ray.tune.report(done)
         return
+    if config.get("trial_path", "train") == "process":  # 1 worker: in this process (trainables/inprocess.py)
+        from trainables.inprocess import run_in_process
+
+        run_in_process(cfg, f"trial-{trial_id}", storage, info, stamps)
+        return
+    from ray.tune.integration.ray_train import TuneReportCallback
+
     fit_trial(cfg, f"trial-{trial_id}", storage, info, callbacks=[TuneReportCallback()],
               max_failures=config.get("train_max_failures", 2), stamps=stamps)

@@ -8,8 +8,9 @@ trials. The phase seconds come from the wall-clock stamps the trial driver and r
 phase, ``overhead_share`` (summed overhead / summed trial wall time) and ``sweep_wall_per_trial_s`` (the sweep's
 wall time / trials: what the trial driver's stamps cannot see, Tune's actor start, is in it). Goals: <= 5 s for
 1-worker, <= 12 s for 2-worker trials. Trials per row: 4 (``--quick``: 1; ``ARX_BENCH_OVERHEAD_TRIALS``); the
-rows name the overhead switches in effect (``ARX_LIGHT_ENTRY=0 ARX_DATA_CACHE=0 RAY_TRAIN_ENABLE_PREEMPTION_WATCHER=1``:
-the path before issue #16).
+rows name the overhead switches in effect (``ARX_TRIAL_PATH=train ARX_LIGHT_ENTRY=0 ARX_DATA_CACHE=0
+RAY_TRAIN_ENABLE_PREEMPTION_WATCHER=1``: the path before issue #16; ``ARX_REUSE_ACTORS=0``: a fresh trial process per
+in-process trial). ``between_trials_s``: the median gap from one trial's end to the next one's start.
 """
 from __future__ import annotations
 
@@ -66,8 +67,19 @@ def summarize(workers: int, stamps: list[dict], sweep_wall: float) -> dict:
     row |= {"ours_s": med["overhead"], "met": med["overhead"] <= GOALS[workers],
             "overhead_share": sum(p["overhead"] for p in per_trial) / sum(p["wall"] for p in per_trial),
             "wall_s": med["wall"], "compute_s": med["compute"], "first_step_s": med.get("first_step"),
-            "sweep_wall_per_trial_s": sweep_wall / len(per_trial)}
+            "sweep_wall_per_trial_s": sweep_wall / len(per_trial), "between_trials_s": between_trials(stamps)}
     return row | {f"{p}_s": med.get(p) for p in OVERHEAD_PHASES}
+
+
+def between_trials(stamps: list[dict]) -> float | None:
+    """Median seconds from one trial's end to the next one's start (trials one at a time): what no stamp of a trial
+    sees, Tune starting (or reusing) the trial process and scheduling it. None with fewer than 2 trials."""
+    import statistics
+
+    spans = sorted((s["timing/trial_start"], s["timing/trial_end"]) for s in stamps
+                   if "timing/trial_start" in s and "timing/trial_end" in s)
+    gaps = [b[0] - a[1] for a, b in zip(spans, spans[1:])]
+    return statistics.median(gaps) if gaps else None
 
 
 def settings() -> dict:
@@ -77,6 +89,7 @@ def settings() -> dict:
     from trainables.data._cache import cache_dir
 
     return {"light_entry": os.environ.get("ARX_LIGHT_ENTRY", "1") != "0", "data_cache": cache_dir() is not None,
+            "trial_path": os.environ.get("ARX_TRIAL_PATH", "auto"), "reuse_actors": os.environ.get("ARX_REUSE_ACTORS", "1") != "0",
             "preemption_watcher": os.environ.get("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "1").lower() in ("1", "true")}
 
 

@@ -51,6 +51,11 @@ def _children() -> dict[int, list[int]]:
 
 def train_worker_pids() -> list[int]:
     """Live Ray Train worker processes started by this test process's Ray cluster."""
+    return descendant_pids("ray::RayTrainWorker")
+
+
+def descendant_pids(title: str) -> list[int]:
+    """Live processes of this test process's Ray cluster whose command line starts with ``title``."""
     tree, todo, found = _children(), [os.getpid()], []
     while todo:
         for child in tree.get(todo.pop(), []):
@@ -59,7 +64,7 @@ def train_worker_pids() -> list[int]:
                 cmd = Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace")
             except OSError:
                 continue
-            if cmd.startswith("ray::RayTrainWorker"):
+            if cmd.startswith(title):
                 found.append(child)
     return found
 

@@ -48,6 +48,14 @@ def test_summary_row_takes_medians():
     assert row["ours_s"] == 7.0 and row["workers_ready_s"] == 4.0 and row["compute_s"] == 5.0
     assert row["met"] is True and row["sweep_wall_per_trial_s"] == 20.0
     assert math.isclose(row["overhead_share"], (5 + 7 + 12) / (10 + 12 + 17))
+    assert row["between_trials_s"] == 34.0  # trials end at 10 and 62, the next ones start at 50 and 90
+
+
+def test_between_trials_needs_two_trials():
+    from analysis.bench.overhead import between_trials
+
+    assert between_trials([_stamps(0.0, [1.0] * 9)]) is None
+    assert between_trials([_stamps(30.0, [1.0] * 9), _stamps(0.0, [1.0] * 9)]) == 21.0  # sorted by start
 
 
 def test_overhead_line_skips_missing_values():

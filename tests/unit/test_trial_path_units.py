@@ -1,0 +1,65 @@
+"""trainables/session.py ``trial_path``, trainables/inprocess.py ``trial_resources``, sweeps/retries.py and its
+Ray Tune attribute (sweeps/compat.py ``set_trial_max_failures``)."""
+import pytest
+from ray.tune.experiment import Trial
+
+from sweeps.compat import set_trial_max_failures
+from sweeps.retries import UserErrorsFinal
+from trainables.errors import ConfigError
+from trainables.inprocess import trial_resources
+from trainables.session import TuneSession, trial_path
+
+SLOT = {"trial_slot": 1}
+
+
+@pytest.mark.parametrize(("workers", "env", "path"), [(1, "auto", "process"), (1, "", "process"), (2, "auto", "train"),
+                                                     (1, "train", "train"), (1, " Train ", "train"), (4, "train", "train"),
+                                                     (1, "process", "process"), (2, "process", "train")])
+def test_trial_path_runs_one_worker_in_process_unless_forced_to_ray_train(workers, env, path):
+    assert trial_path(workers, env) == path
+
+
+def test_trial_path_refuses_an_unknown_choice_in_one_line():
+    with pytest.raises(ConfigError, match=r"ARX_TRIAL_PATH='thread': expected one of auto, train, process"):
+        trial_path(1, "thread")
+
+
+def _bundles(config):
+    return trial_resources(config, SLOT).bundles
+
+
+def test_in_process_trial_holds_the_workers_cpu_and_gpu_besides_its_slot():
+    trial = {"resources": {"num_workers": 1, "cpus_per_worker": 3, "use_gpu": True, "gpus_per_worker": 1}}
+    assert _bundles({"trial": trial, "trial_path": "process"}) == [{"trial_slot": 1, "CPU": 3, "GPU": 1}]
+    cpu_only = {"resources": {"num_workers": 1, "cpus_per_worker": 2}}
+    assert _bundles({"trial": cpu_only, "trial_path": "process"}) == [{"trial_slot": 1, "CPU": 2}]
+
+
+def test_ray_train_trial_driver_holds_only_its_slot():
+    trial = {"resources": {"num_workers": 2, "cpus_per_worker": 1}}
+    assert _bundles({"trial": trial, "trial_path": "train"}) == [SLOT]
+    assert _bundles({"trial": trial}) == [SLOT]  # a sweep from before the in-process path (resumed)
+    assert trial_resources({"trial": trial}, {"CPU": 0.01}).bundles == [{"CPU": 0.01}]
+
+
+def test_a_reported_user_error_leaves_the_trial_no_tune_retry():
+    trial = Trial("tune_trial", stub=True, max_failures=2)
+    trial.run_metadata.num_failures = 1
+    assert trial.should_recover()  # a crash would be retried (retries.worker)
+    UserErrorsFinal().on_trial_result(0, [trial], trial, {"epoch": 0, "train/loss": 1.0})
+    assert trial.should_recover()
+    UserErrorsFinal().on_trial_result(0, [trial], trial, {"epoch": 0, "arx_failed": "ConfigError: x"})
+    assert trial.max_failures == 0 and not trial.should_recover()
+
+
+def test_set_trial_max_failures_sets_tunes_per_trial_budget():
+    trial = Trial("tune_trial", stub=True, max_failures=3)
+    set_trial_max_failures(trial, 0)
+    assert trial.max_failures == 0  # the attribute Tune's should_recover() reads
+
+
+def test_tune_session_is_rank_zero_of_one_and_remembers_its_last_report():
+    s = TuneSession()
+    assert (s.rank, s.world, s.last) == (0, 1, {})
+    model = object()
+    assert s.prepare_model(model) is model

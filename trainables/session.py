@@ -1,0 +1,91 @@
+"""What the per-worker loop needs from its runtime: rank, world size, device, the checkpoint to resume from, and a
+``report(metrics, checkpoint_dir)`` (issue #16). Two implementations:
+
+- ``TrainSession``: a Ray Train worker (``ray.train.report`` / ``get_checkpoint`` / ``get_context``), used by
+  multi-worker (DDP) trials, by ``arx train`` and by every trial with ``ARX_TRIAL_PATH=train``;
+- ``TuneSession``: the Tune trial process itself (``ray.tune.report`` / ``get_checkpoint`` with
+  ``ray.tune.Checkpoint``), used by single-worker sweep trials: no Train controller, no worker group.
+
+``trial_path`` decides which one a sweep's trials use; this module imports nothing heavy at import time.
+"""
+from __future__ import annotations
+
+import os
+
+PATHS = ("auto", "train", "process")
+
+
+def trial_path(num_workers: int, env: str | None = None) -> str:
+    """``process`` (in the Tune trial process) for 1-worker trials, ``train`` (Ray Train) otherwise;
+    ``ARX_TRIAL_PATH=train`` forces Ray Train for every trial (``auto``, the default, decides by workers)."""
+    choice = (env if env is not None else os.environ.get("ARX_TRIAL_PATH", "auto")).strip().lower() or "auto"
+    if choice not in PATHS:
+        from trainables.errors import ConfigError
+
+        raise ConfigError(f"ARX_TRIAL_PATH={choice!r}: expected one of {', '.join(PATHS)}")
+    if choice == "train" or num_workers != 1:
+        return "train"
+    return "process"
+
+
+class TrainSession:
+    """A Ray Train worker's view of its run."""
+
+    def __init__(self):
+        import ray.train
+
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+
+    def device(self):
+        import ray.train.torch
+
+        return ray.train.torch.get_device()
+
+    def get_checkpoint(self):
+        import ray.train
+
+        return ray.train.get_checkpoint()
+
+    def report(self, metrics: dict, checkpoint_dir: str | None = None) -> None:
+        import ray.train
+
+        ckpt = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        ray.train.report(metrics, checkpoint=ckpt)
+
+    def prepare_model(self, model):
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(model, move_to_device=False) if self.world > 1 else model
+
+
+class TuneSession:
+    """The Tune trial process as the only worker (rank 0 of 1). Keeps the last metrics it reported, so the trial
+    driver in the same process knows how the loop ended."""
+
+    rank, world = 0, 1
+
+    def __init__(self):
+        self.last: dict = {}
+
+    def device(self):
+        """The GPU Ray gave this trial (``CUDA_VISIBLE_DEVICES`` holds only it), else the CPU."""
+        import ray
+        import torch
+
+        return torch.device("cuda", 0) if ray.get_gpu_ids() and torch.cuda.is_available() else torch.device("cpu")
+
+    def get_checkpoint(self):
+        import ray.tune
+
+        return ray.tune.get_checkpoint()
+
+    def report(self, metrics: dict, checkpoint_dir: str | None = None) -> None:
+        import ray.tune
+
+        self.last = dict(metrics)
+        ckpt = ray.tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        ray.tune.report(metrics, checkpoint=ckpt)
+
+    def prepare_model(self, model):
+        return model
