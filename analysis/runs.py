@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from trainables.errors import ArxError
-from trainables.tracking import (BACKBONE_TAG, CONSTRAINTS_TAG, DATASET_TAG, OBJECTIVES_TAG, PARENT_TAG, REASON_TAG,
+from trainables.tracking import (BACKBONE_TAG, CONSTRAINTS_TAG, DATASET_TAG, OBJECTIVES_TAG, ORPHAN_TAG, PARENT_TAG, REASON_TAG,
                                  REGIME_TAG, ROLE_SWEEP, ROLE_TAG, RUNG_TAG, SANITY_FLAGGED_TAG, SANITY_PREFIX,
                                  SAVED_TAG, STATUS_TAG, TRIAL_ID_TAG, TUNE_NAME_TAG)
 
@@ -262,6 +262,7 @@ def load_sweep_runs(tracking_uri: str, ref: SweepRef, all_launches: bool = False
     else:
         runs = [r for r in _search_all(client, [ref.experiment_id])
                 if r.data.tags.get(ROLE_TAG) != ROLE_SWEEP]
+    runs = [r for r in runs if ORPHAN_TAG not in r.data.tags]  # a killed driver's unsaved trial: never a trial
     runs.sort(key=lambda r: (r.info.start_time or 0, r.info.run_id))
     df = _frame([_trial_row(r, base) for r in runs])
     df.attrs.update(experiment_id=ref.experiment_id, experiment_name=ref.experiment_name,

@@ -8,7 +8,8 @@ orphan: tagged ``arx.orphan`` (``arx.status=orphan``) and ended KILLED, so it ne
 """
 from __future__ import annotations
 
-ORPHAN_TAG = "arx.orphan"
+from trainables.tracking import ORPHAN_TAG  # noqa: F401  (re-exported: the tests import it from here)
+
 ORPHAN_REASON = "started by a sweep driver that was killed before Tune saved its trial; --resume ran it anew"
 
 
@@ -16,14 +17,14 @@ def close_orphan_runs(uri: str, parent_run_id: str, trial_ids) -> int:
     """Mark the parent's still-running child runs whose ``arx.trial_id`` is not in ``trial_ids``; returns how many."""
     from mlflow.tracking import MlflowClient
 
-    from trainables.tracking import STATUS_TAG
+    from trainables.tracking import PARENT_TAG, STATUS_TAG, TRIAL_ID_TAG
 
     client = MlflowClient(tracking_uri=uri)
     exp_id = client.get_run(parent_run_id).info.experiment_id
-    query = f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.`{STATUS_TAG}` = 'running'"
+    query = f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.`{STATUS_TAG}` = 'running'"
     known = set(trial_ids)
     orphans = [r for r in client.search_runs([exp_id], query, max_results=10000)
-               if r.data.tags.get("arx.trial_id") not in known]
+               if r.data.tags.get(TRIAL_ID_TAG) not in known]
     for run in orphans:
         client.set_tag(run.info.run_id, ORPHAN_TAG, ORPHAN_REASON)
         client.set_tag(run.info.run_id, STATUS_TAG, "orphan")

@@ -45,6 +45,7 @@ PARETO_TRIALS_TAG = "arx.pareto_trials"
 REPORT_TAG = "arx.report"
 RUNG_TAG = "arx.rung"                # pruned: the rung it stopped at (sweeps/scheduler.py)
 SAVED_TAG = "arx.device_seconds_saved"
+ORPHAN_TAG = "arx.orphan"            # a run a killed driver started before Tune saved its trial (sweeps/orphan_runs.py)
 SANITY_PREFIX = "arx.sanity."        # + check name: "FLAG: ..." / "ok: ..."; SANITY_FLAGGED_TAG lists the flags
 SANITY_FLAGGED_TAG = SANITY_PREFIX + "flagged"
 

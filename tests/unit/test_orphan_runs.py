@@ -23,3 +23,8 @@ def test_running_child_runs_without_a_tune_trial_are_marked_orphan_and_killed(tm
     for rid in (known_running, done, unknown_done, elsewhere):  # a known trial, a finished run, another sweep
         assert ORPHAN_TAG not in client.get_run(rid).data.tags
     assert close_orphan_runs(uri, parent, ["a", "b"]) == 0  # idempotent: an orphan is no longer running
+    # the report's and the summary's trial table never counts an orphan as a trial of the sweep
+    from analysis.runs import SweepRef, load_sweep_runs
+
+    ref = SweepRef(experiment_id=exp, experiment_name="s", parent_run_id=parent, name="s")
+    assert sorted(load_sweep_runs(uri, ref)["run_id"]) == sorted([known_running, done, unknown_done])
