@@ -74,3 +74,19 @@ def test_defaults_and_bad_config_are_one_line():
     with pytest.raises(ConfigError, match="severity"):
         _cfg(severity=6)
     assert "shift/corruption" not in configured_keys(TrialConfig.parse({}))  # opt-in group
+
+
+def test_a_fresh_process_accepts_shift_corruption_as_a_sweep_objective():
+    """The keys are registered by the family module: a spec's objectives (validated before any family is
+    imported) still know them, and name the group to add."""
+    import subprocess
+    import sys
+
+    code = ("from sweeps.spec import load_spec\n"
+            "obj = ['objectives=[{key: acc/top1}, {key: shift/corruption}]']\n"
+            "s = load_spec('default', ['base.evaluation.groups=[accuracy,corruption]', *obj])\n"
+            "print([o.key for o in s.objectives])\n"
+            "try:\n    load_spec('default', obj)\nexcept Exception as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "['acc/top1', 'shift/corruption']" in out.stdout, out.stderr[-2000:]
+    assert "produced by the 'corruption' evaluation group" in out.stdout
