@@ -261,6 +261,24 @@ class ShiftConfig(Strict):
     dataset: DatasetConfig
 
 
+def _corruption(name: str) -> str:
+    from trainables.evaluation._corruptions import CORRUPTIONS
+
+    return _registered(CORRUPTIONS, name)
+
+
+class CorruptionEvalConfig(Strict):
+    """Common corruptions (ImageNet-C, Top-GAP Table 5): ``shift/corruption`` = mean test accuracy over
+    ``types`` at ``severity``, ``shift/corruption/<type>`` each (evaluation/corruption.py, ``corruption`` group)."""
+
+    severity: int = Field(1, ge=1, le=5, description="ImageNet-C severity of every type (Top-GAP Table 5: 1)")
+    types: tuple[Annotated[str, AfterValidator(_corruption)], ...] = Field(
+        ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "zoom_blur", "brightness", "contrast",
+         "pixelate", "jpeg_compression"),
+        min_length=1, description="corruption types (evaluation/_corruptions.py: the 9 of the 15 common ones "
+                                  "defined at 16-64 px)")
+
+
 class EvalConfig(Strict):
     preset: Literal["fast", "paper"] = Field(
         "fast", description="fast: CPU-sized defaults; paper: the values of evaluation.protocol's paper under the "
@@ -273,6 +291,7 @@ class EvalConfig(Strict):
     batch_size: int = Field(64, ge=1)
     seed: int = 0
     robust: RobustEvalConfig = Field(default_factory=RobustEvalConfig)
+    corruption: CorruptionEvalConfig = Field(default_factory=CorruptionEvalConfig)
     explain: ExplainEvalConfig = Field(default_factory=ExplainEvalConfig)
     params: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="settings of families with their own section, by family name")

@@ -91,6 +91,8 @@ def _autoattack_row(model, x, y, device, pgd10_s: float, repeats: int, steps: in
     eps, stages = 1 / 255, []
     peer = torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=10, seed=0)
     peer._autoattack.attacks[-1].n_queries = queries  # the same Square budget (5000 in its constructor)
+    for stage in peer._autoattack.attacks[:3]:  # the same APGD / APGD-T / FAB-T steps (10 in its constructor)
+        stage.steps = steps
     fns = {"ours": lambda: autoattack(attack_victim(model, "folded"), x, y, eps, steps=steps, queries=queries, seed=0),
            "peer": lambda: peer(x, y)}
     t = _interleaved(fns, device, repeats)

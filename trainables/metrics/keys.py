@@ -66,16 +66,32 @@ _TABLE = [
 ]
 
 class _Keys(dict):
-    """The table, plus the per-config family of shift keys ``shift/<name>/acc`` (``evaluation.shift``)."""
+    """The table, plus the per-config family of shift keys ``shift/<name>/acc`` (``evaluation.shift``), plus
+    the rows metric-family modules add with ``register_key`` (e.g. ``shift/corruption/<type>``): an unknown
+    key first imports the families once, so a fresh process (a sweep spec's objectives) knows them too."""
 
     _SHIFT = re.compile(r"^shift/[A-Za-z0-9_.-]+/acc$")
+    _populated = False
+
+    def _load_families(self) -> bool:
+        if _Keys._populated:
+            return False
+        _Keys._populated = True
+        from trainables.evaluation import FAMILIES
+
+        FAMILIES.populate()
+        return True
 
     def __contains__(self, key) -> bool:
-        return dict.__contains__(self, key) or (isinstance(key, str) and bool(self._SHIFT.match(key)))
+        if dict.__contains__(self, key) or (isinstance(key, str) and bool(self._SHIFT.match(key))):
+            return True
+        return self._load_families() and dict.__contains__(self, key)
 
     def __missing__(self, key: str) -> MetricKey:
         if isinstance(key, str) and self._SHIFT.match(key):
             return MetricKey(key, "max", "accuracy", "top-1 accuracy on an evaluation.shift dataset")
+        if self._load_families() and dict.__contains__(self, key):
+            return dict.__getitem__(self, key)
         raise KeyError(key)
 
 
