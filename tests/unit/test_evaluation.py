@@ -135,7 +135,7 @@ def test_topgap_effective_k_in_pixels():
     ({"robust": {"attacks": ["fgsm", "cw"]}}, None, "evaluation.robust.attacks.1: unknown evaluation attack 'cw'; valid: apgd_ce, apgd_dlr, autoattack, autoattack_l2, fgsm, pgd, pgd_l2, square"),
     ({"explain": {"cam": "scorecam"}}, None, "unknown CAM method 'scorecam'; valid:"),
     ({"explain": {"metrics": ["box_iou", "beauty"]}}, None, "unknown explain metric 'beauty'; valid:"),
-    ({"groups": ["accuracy", "vibes"]}, None, "unknown evaluation group 'vibes'; valid: accuracy, explain"),
+    ({"groups": ["accuracy", "vibes"]}, None, "unknown evaluation group 'vibes'; valid: accuracy, corruption, explain, robustness"),
     ({"params": {"nope": {}}}, None, "unknown metric family 'nope'; valid:"),
     ({"params": {"ara": {"stepz": 3}}}, None, "evaluation.params.ara.stepz: unknown field"),
 ])
