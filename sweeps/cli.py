@@ -118,27 +118,42 @@ def ui(sweep_name: Optional[str] = typer.Argument(None, help="sweep whose trials
 @app.command()
 def bench(suites: List[str] = typer.Argument(None, help="suites to run (default: all)"),
           quick: bool = typer.Option(False, help="smaller sizes, for a smoke run"),
-          out: Optional[Path] = typer.Option(None, help="also append every row as a JSON line to this file")):
+          out: Optional[Path] = typer.Option(None, help="also append every row as a JSON line to this file"),
+          results: Path = ResultsOpt, verbose: bool = VerboseOpt):
     """Performance ratios against peer libraries (speed targets live here, not in tests)."""
-    import json
-    import time
-
     from analysis.bench import BENCHES
-    from sweeps.console import rows_table
+    from sweeps.quiet import quiet_session
 
     names = suites or BENCHES.names()
     for name in names:
         BENCHES.get(name)  # an unknown suite fails before any suite runs
-    for name in names:
-        console.print(f"arx bench {name}: running ...")
-        rows = BENCHES.get(name)(quick=quick)
-        cols = list(dict.fromkeys(k for r in rows for k in r))
-        console.print(rows_table(f"arx bench {name}", rows, cols))
-        if out is not None:
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-            with open(out, "a") as f:
-                for r in rows:
-                    f.write(json.dumps({"time": stamp, "quick": quick, **r}) + "\n")
+    with quiet_session(results, "bench", verbose):
+        for name in names:
+            console.print(f"arx bench {name}: running ...")
+            _bench_rows(name, BENCHES.get(name)(quick=quick), quick, out)
+
+
+BENCH_COLUMNS = ("bench", "trials", "ours_s", "peer_s", "ratio", "met", "hv_at_equal_budget", "cost_vs_pgd10",
+                 "overhead_share", "error")
+
+
+def _bench_rows(name: str, rows: list[dict], quick: bool, out: Optional[Path]) -> None:
+    """The headline columns on the console (every field of every row goes to ``--out``)."""
+    import json
+    import time
+
+    from sweeps.console import rows_table
+
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    shown = [c for c in cols if c in BENCH_COLUMNS]
+    console.print(rows_table(f"arx bench {name}", rows, shown))
+    if len(shown) < len(cols):
+        console.print(f"  {len(cols) - len(shown)} more fields per row" + (f" in {out}" if out else " with --out FILE"))
+    if out is not None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        with open(out, "a") as f:
+            for r in rows:
+                f.write(json.dumps({"time": stamp, "quick": quick, **r}) + "\n")
 
 
 def main() -> None:
