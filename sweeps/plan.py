@@ -2,7 +2,8 @@
 
 A Train run starts only when all its workers' resources are free, and oversubscribed or infeasible worker
 requests hang (DESIGN.md), so the plan derives ``max_concurrent_trials`` from the cluster and refuses a
-plan whose single trial cannot fit. The trial driver holds the custom ``trial_slot`` resource, not a CPU.
+plan whose single trial cannot fit. A Ray Train trial's driver holds the custom ``trial_slot`` resource, not a CPU;
+a 1-worker trial runs in its Tune trial process and holds its worker's CPU/GPU only (``trainables/inprocess.py``).
 """
 from __future__ import annotations
 
@@ -21,10 +22,12 @@ class ResourcePlan:
     cluster_gpu: float
     concurrent: int
     num_samples: int
+    in_process: bool = False   # 1-worker trials run in their Tune trial process: no separate driver, no slot
 
     def lines(self) -> list[str]:
+        driver = " (in its Tune trial process)" if self.in_process else " (+ 1 trial_slot for its driver)"
         return [
-            f"each trial: {self.per_trial_cpu:g} CPU, {self.per_trial_gpu:g} GPU (+ 1 trial_slot for its driver)",
+            f"each trial: {self.per_trial_cpu:g} CPU, {self.per_trial_gpu:g} GPU{driver}",
             f"cluster: {self.cluster_cpu:g} CPU, {self.cluster_gpu:g} GPU",
             f"{self.num_samples} trials, at most {self.concurrent} at a time",
         ]
@@ -49,4 +52,7 @@ def make_plan(res: ResourcesConfig, cluster: dict, num_samples: int, max_concurr
         concurrent = min(fit, max_concurrent or num_samples, num_samples)
     else:  # an autoscaling cluster may grow: trust max_concurrent, else what fits now (at least 1)
         concurrent = min(max_concurrent or max(fit, 1), num_samples)
-    return ResourcePlan(cpu, gpu, have_cpu, have_gpu, concurrent, num_samples)
+    from trainables.session import trial_path
+
+    return ResourcePlan(cpu, gpu, have_cpu, have_gpu, concurrent, num_samples,
+                        in_process=trial_path(res.num_workers) == "process")

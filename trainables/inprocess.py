@@ -15,18 +15,19 @@ from trainables.timing import stamp
 
 
 def trial_resources(config: dict, driver: dict):
-    """The Tune trial's placement group (``tune.with_resources``): the driver's share (a ``trial_slot``), plus, on the
-    in-process path, the CPU/GPU the single Train worker would have held (a GPU cluster still gives it a GPU)."""
+    """The Tune trial's placement group (``tune.with_resources``). A Ray Train trial's driver holds ``driver`` (a
+    ``trial_slot``: the cluster recipes advertise it on the CPU-less head only, so drivers never take a worker's
+    CPU). An in-process trial *is* its single worker: it holds exactly the CPU/GPU that worker would have held and
+    no ``trial_slot``, so it is placed on a worker node like the Train worker was (a GPU cluster still gives it a
+    GPU; with a slot in the same bundle it could only be placed on a node that has both, i.e. nowhere)."""
     from ray.tune import PlacementGroupFactory
 
     from trainables.config import TrialConfig
 
-    bundle = dict(driver)
-    if config.get("trial_path") == "process":
-        res = TrialConfig.parse(config["trial"]).resources
-        bundle["CPU"] = res.cpus_per_worker
-        if res.use_gpu:
-            bundle["GPU"] = res.gpus_per_worker
+    if config.get("trial_path") != "process":
+        return PlacementGroupFactory([dict(driver)])
+    res = TrialConfig.parse(config["trial"]).resources
+    bundle = {"CPU": res.cpus_per_worker} | ({"GPU": res.gpus_per_worker} if res.use_gpu else {})
     return PlacementGroupFactory([bundle])
 
 

@@ -28,11 +28,13 @@ def _bundles(config):
     return trial_resources(config, SLOT).bundles
 
 
-def test_in_process_trial_holds_the_workers_cpu_and_gpu_besides_its_slot():
+def test_in_process_trial_holds_the_workers_cpu_and_gpu_and_no_slot():
+    # no trial_slot: the cluster recipes put the slots on the CPU-less head, so a bundle with both a slot and a
+    # worker's CPU/GPU fits no node (the two-node test caught it: every trial was crowded onto the head)
     trial = {"resources": {"num_workers": 1, "cpus_per_worker": 3, "use_gpu": True, "gpus_per_worker": 1}}
-    assert _bundles({"trial": trial, "trial_path": "process"}) == [{"trial_slot": 1, "CPU": 3, "GPU": 1}]
+    assert _bundles({"trial": trial, "trial_path": "process"}) == [{"CPU": 3, "GPU": 1}]
     cpu_only = {"resources": {"num_workers": 1, "cpus_per_worker": 2}}
-    assert _bundles({"trial": cpu_only, "trial_path": "process"}) == [{"trial_slot": 1, "CPU": 2}]
+    assert _bundles({"trial": cpu_only, "trial_path": "process"}) == [{"CPU": 2}]
 
 
 def test_ray_train_trial_driver_holds_only_its_slot():
