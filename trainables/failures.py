@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 
 from ray.train.torch import TorchTrainer
-from ray.train.v2._internal.execution.failure_handling import DefaultFailurePolicy, FailureDecision
 from ray.train.v2.api.exceptions import WorkerGroupError
 
+from sweeps.compat import FailurePolicyTrainer, train_failure_policy_api
 from trainables.errors import ArxError
+
+DefaultFailurePolicy, FailureDecision = train_failure_policy_api()  # Ray Train internals (sweeps/compat.py)
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +58,9 @@ class UserErrorsFailFast(DefaultFailurePolicy):
         return super().make_decision(training_failed_error)
 
 
-class ArxTorchTrainer(TorchTrainer):
+class ArxTorchTrainer(FailurePolicyTrainer, TorchTrainer):
     """``TorchTrainer`` whose controller uses ``UserErrorsFailFast`` (Ray 2.60 takes no policy argument:
-    the policy is swapped where the trainer hands it to its controller)."""
+    ``sweeps/compat.py`` swaps it in where the trainer hands it to its controller)."""
 
-    def _initialize_and_run_controller(self, **controller_init_kwargs):
-        controller_init_kwargs["failure_policy"] = UserErrorsFailFast(self.run_config.failure_config)
-        return super()._initialize_and_run_controller(**controller_init_kwargs)
+    def failure_policy(self):
+        return UserErrorsFailFast(self.run_config.failure_config)
