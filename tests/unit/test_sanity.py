@@ -51,6 +51,26 @@ def test_gradient_masked_model_is_flagged(tiny):
     assert tags["unbounded"].startswith("FLAG: eps_1 ")
 
 
+def test_unbounded_counts_the_nested_smaller_balls(tiny, monkeypatch):
+    """An image fooled at ε or 4ε is fooled inside the ε = 1 ball too: a PGD-10 at ε = 1 that fails on its own
+    (its fixed step overshoots) is no flag while the smaller radii succeed; when they fail too, it is."""
+    import trainables.attacks as attacks
+
+    real = attacks.pgd
+
+    def huge_fails(model, x, y, eps, **kw):  # the ε = 1 run returns the clean images: the attack "failed"
+        return x.detach().clone() if eps >= 1.0 else real(model, x, y, eps, **kw)
+
+    monkeypatch.setattr(attacks, "pgd", huge_fails)
+    _, tags = _evaluate(tiny)
+    assert tags["unbounded"].startswith("ok: eps_1 0.0"), tags
+    assert tags["eps_growth"].endswith("4x_eps 0.000"), tags  # the 4ε run fooled every image here
+
+    monkeypatch.setattr(attacks, "pgd", lambda model, x, y, eps, **kw: x.detach().clone())  # every PGD fails
+    _, tags = _evaluate(tiny)
+    assert tags["unbounded"].startswith("FLAG: eps_1 "), tags
+
+
 def test_judge_thresholds():
     p = SanityParams()
     base = {"fgsm": 0.5, "pgd": 0.4, "pgd0": 0.4, "pgd_big": 0.05, "pgd_huge": 0.0, "pgd_strong": 0.38,
