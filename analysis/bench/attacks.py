@@ -34,18 +34,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _interleaved(fns: dict, device: torch.device, repeats: int) -> dict[str, float]:
-    """Median seconds of each function, calling them in turn in every repeat after one warm-up round."""
+def _interleaved(fns: dict, device: torch.device, repeats: int) -> tuple[dict[str, float], dict]:
+    """Median seconds of each function, calling them in turn in every repeat after one warm-up round, and each
+    function's last return value (the attacks are deterministic: no extra run is needed for their results)."""
     times: dict[str, list[float]] = {k: [] for k in fns}
+    last = {}
     for r in range(repeats + 1):
         for k, fn in fns.items():
             _sync(device)
             t0 = time.perf_counter()
-            fn()
+            last[k] = fn()
             _sync(device)
             if r:
                 times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: statistics.median(v) for k, v in times.items()}, last
 
 
 @register_bench("attacks")
@@ -68,8 +70,7 @@ def run(quick: bool = False) -> list[dict]:
     victims = {"folded": "attacks/pgd10", "cpu_plan": "attacks/pgd10_cpu_plan", "model": "attacks/pgd10_same_model"}
     fns = {v: (lambda v=v: pgd(attack_victim(model, v), x, y, eps, steps=steps, alpha=alpha)) for v in victims}
     fns["peer"] = lambda: peer(x, y)
-    t = _interleaved(fns, device, repeats)
-    advs = {k: fn() for k, fn in fns.items()}  # outside no_grad: torchattacks needs autograd on
+    t, advs = _interleaved(fns, device, repeats)  # outside no_grad: torchattacks needs autograd on
     with torch.no_grad():
         acc = {k: float((model(a).argmax(1) == y).float().mean()) for k, a in advs.items()}
     common = {"peer_s": t["peer"], "target": "ratio <= 0.8", "device": str(device), "threads": torch.get_num_threads(),
@@ -93,12 +94,14 @@ def _autoattack_row(model, x, y, device, pgd10_s: float, repeats: int, steps: in
     peer._autoattack.attacks[-1].n_queries = queries  # the same Square budget (5000 in its constructor)
     for stage in peer._autoattack.attacks[:3]:  # the same APGD / APGD-T / FAB-T steps (10 in its constructor)
         stage.steps = steps
-    fns = {"ours": lambda: autoattack(attack_victim(model, "folded"), x, y, eps, steps=steps, queries=queries, seed=0),
-           "peer": lambda: peer(x, y)}
-    t = _interleaved(fns, device, repeats)
-    ours = autoattack(attack_victim(model, "folded"), x, y, eps, steps=steps, queries=queries, seed=0,
-                      on_stage=lambda n, r: stages.append(f"{n}:{r}"))
-    theirs = peer(x, y)  # outside no_grad: torchattacks needs autograd on
+
+    def run_ours():
+        stages.clear()  # the stages of the last call (seeded: every call runs the same ones)
+        return autoattack(attack_victim(model, "folded"), x, y, eps, steps=steps, queries=queries, seed=0,
+                          on_stage=lambda n, r: stages.append(f"{n}:{r}"))
+
+    t, advs = _interleaved({"ours": run_ours, "peer": lambda: peer(x, y)}, device, repeats)  # autograd on (torchattacks)
+    ours, theirs = advs["ours"], advs["peer"]
     with torch.no_grad():
         acc = {k: float((model(a).argmax(1) == y).float().mean()) for k, a in (("ours", ours), ("peer", theirs))}
     return {"bench": "attacks/autoattack", "ours_s": t["ours"], "peer_s": t["peer"], "ratio": t["ours"] / t["peer"],
