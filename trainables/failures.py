@@ -15,10 +15,10 @@ import logging
 from ray.train.torch import TorchTrainer
 from ray.train.v2.api.exceptions import WorkerGroupError
 
-from sweeps.compat import FailurePolicyTrainer, train_failure_policy_api
+from trainables.compat import FailurePolicyTrainer, train_failure_policy_api
 from trainables.errors import ArxError
 
-DefaultFailurePolicy, FailureDecision = train_failure_policy_api()  # Ray Train internals (sweeps/compat.py)
+DefaultFailurePolicy, FailureDecision = train_failure_policy_api()  # Ray Train internals (trainables/compat.py)
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class UserErrorsFailFast(DefaultFailurePolicy):
 
 class ArxTorchTrainer(FailurePolicyTrainer, TorchTrainer):
     """``TorchTrainer`` whose controller uses ``UserErrorsFailFast`` (Ray 2.60 takes no policy argument:
-    ``sweeps/compat.py`` swaps it in where the trainer hands it to its controller)."""
+    ``trainables/compat.py`` swaps it in where the trainer hands it to its controller)."""
 
     def failure_policy(self):
         return UserErrorsFailFast(self.run_config.failure_config)

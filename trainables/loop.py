@@ -156,7 +156,7 @@ def _quiet_report_logs() -> None:
     """Ray 2.60 logs every ``ray.train.report`` at INFO under a logger named by the file's *path*
     (``logging.getLogger(__file__)`` in execution/context.py), so ``RunConfig(logging_config=...)`` misses
     it; give it the same level (``ARX_TRAIN_LOG_LEVEL``, default WARNING)."""
-    from sweeps.compat import train_report_logger
+    from trainables.compat import train_report_logger
 
     logger = train_report_logger()
     if logger is not None:  # None: another Ray layout, nothing to quiet

@@ -1,4 +1,4 @@
-"""sweeps/compat.py: the private Optuna / Ray Tune attributes arx relies on still exist with the expected types.
+"""sweeps/compat.py and trainables/compat.py: the private Optuna / Ray Tune / Ray Train names arx relies on still exist with the expected types.
 A release that renames or retypes one fails here, by name, rather than deep inside a sweep."""
 import inspect
 
@@ -29,7 +29,7 @@ def test_optuna_search_state_is_the_trial_map_the_told_set_and_the_study(tmp_pat
 def test_train_failure_policy_api_is_ray_trains_default_policy_and_decisions():
     import ray.train
 
-    from sweeps.compat import train_failure_policy_api
+    from trainables.compat import train_failure_policy_api
     from trainables.failures import UserErrorsFailFast
 
     policy_cls, decision = train_failure_policy_api()
@@ -40,7 +40,7 @@ def test_train_failure_policy_api_is_ray_trains_default_policy_and_decisions():
 
 def test_ray_train_still_hands_the_controller_its_failure_policy_where_the_mixin_swaps_it():
     """The trainer's private ``_initialize_and_run_controller`` gets the controller's arguments, ``failure_policy``
-    among them, and the controller takes that argument: the swap in sweeps/compat.py reaches the controller."""
+    among them, and the controller takes that argument: the swap in trainables/compat.py reaches the controller."""
     from ray.train.v2._internal.execution.controller.controller import TrainController
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
@@ -48,7 +48,7 @@ def test_ray_train_still_hands_the_controller_its_failure_policy_where_the_mixin
     fit = inspect.getsource(DataParallelTrainer)
     assert "self._initialize_and_run_controller(" in fit and "failure_policy=" in fit, "Ray Train's hook moved"
 
-    from sweeps.compat import FailurePolicyTrainer
+    from trainables.compat import FailurePolicyTrainer
 
     class Base:
         def _initialize_and_run_controller(self, **kwargs):
@@ -74,7 +74,7 @@ def test_ray_train_still_hands_the_controller_its_failure_policy_where_the_mixin
 def test_train_report_logger_is_the_logger_ray_train_reports_under():
     import logging
 
-    from sweeps.compat import train_report_logger
+    from trainables.compat import train_report_logger
 
     logger = train_report_logger()
     assert isinstance(logger, logging.Logger), "ray.train.v2 execution/context.py has no module logger any more"
@@ -84,14 +84,17 @@ def test_train_report_logger_is_the_logger_ray_train_reports_under():
 
 
 def test_no_module_but_compat_reaches_into_ray_or_optuna_internals():
-    """Private Ray / Optuna modules are imported in sweeps/compat.py only (issue #19: one place to fix)."""
+    """Private Ray / Optuna modules are imported only in the two compat modules: sweeps/compat.py (the sweep side)
+    and trainables/compat.py (the trial side, which never imports sweeps)."""
     import re
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    private = re.compile(r"^\s*(from|import)\s+(ray|optuna)\.\S*\._\w", re.M)
+    private = re.compile(r"^\s*(from|import)\s+(ray|optuna)(\.\w+)*\._\w", re.M)
     offenders = [str(p.relative_to(root)) for pkg in ("trainables", "sweeps", "analysis")
                  for p in sorted((root / pkg).rglob("*.py"))
-                 if p.name != "compat.py" and private.search(p.read_text())]
+                 if p.relative_to(root).as_posix() not in ("sweeps/compat.py", "trainables/compat.py")
+                 and private.search(p.read_text())]
     assert offenders == []
-    assert private.search((root / "sweeps" / "compat.py").read_text())  # the pattern finds what it looks for
+    for allowed in ("sweeps", "trainables"):  # the pattern finds what it looks for
+        assert private.search((root / allowed / "compat.py").read_text())

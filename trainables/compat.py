@@ -1,0 +1,46 @@
+"""Every private Ray Train name the trial side (``trainables``) still needs, in one place; the sweep side's are in
+``sweeps/compat.py`` (``trainables`` never imports ``sweeps``). ``tests/unit/test_compat.py`` fails by name when a
+Ray release moves one.
+
+- Ray Train V2 takes no failure policy from its user: ``trainables/failures.py`` subclasses its default policy
+  and swaps it in where the trainer hands the controller its arguments (``FailurePolicyTrainer``).
+- Ray Train V2 logs every ``ray.train.report`` at INFO under a logger named by a file path, out of reach of
+  ``RunConfig(logging_config=...)`` (``trainables/loop.py`` quiets it through ``train_report_logger``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+def train_failure_policy_api() -> tuple[type, Any]:
+    """``(DefaultFailurePolicy, FailureDecision)``: Ray Train V2's default worker-group failure policy (retry up to
+    ``FailureConfig(max_failures)``) and its decisions; ``trainables/failures.py`` subclasses the policy."""
+    from ray.train.v2._internal.execution.failure_handling import DefaultFailurePolicy, FailureDecision
+
+    return DefaultFailurePolicy, FailureDecision
+
+
+class FailurePolicyTrainer:
+    """Mixin before a Ray Train V2 trainer class (``class T(FailurePolicyTrainer, TorchTrainer)``): its controller
+    gets ``self.failure_policy()`` instead of the default policy. Ray 2.60's trainers take no policy argument;
+    their private ``_initialize_and_run_controller`` receives the controller's constructor arguments, among them
+    ``failure_policy``."""
+
+    def failure_policy(self):
+        raise NotImplementedError
+
+    def _initialize_and_run_controller(self, **controller_init_kwargs):
+        if "failure_policy" not in controller_init_kwargs:
+            raise RuntimeError("Ray Train no longer hands failure_policy to its controller: see sweeps/compat.py")
+        controller_init_kwargs["failure_policy"] = self.failure_policy()
+        return super()._initialize_and_run_controller(**controller_init_kwargs)
+
+
+def train_report_logger():
+    """The logger Ray Train V2 logs each ``ray.train.report`` under (``execution/context.py``'s module logger,
+    named by the file's path), or None where Ray lays its modules out differently."""
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:
+        return None
+    return getattr(context, "logger", None)
