@@ -8,7 +8,7 @@ orphan: tagged ``arx.orphan`` (``arx.status=orphan``) and ended KILLED, so it ne
 """
 from __future__ import annotations
 
-from trainables.tracking import ORPHAN_TAG  # noqa: F401  (re-exported: the tests import it from here)
+from trainables.tracking import ORPHAN_TAG
 
 ORPHAN_REASON = "started by a sweep driver that was killed before Tune saved its trial; --resume ran it anew"
 

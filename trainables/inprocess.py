@@ -39,13 +39,13 @@ def run_in_process(cfg, run_name: str, storage_path: str, info, stamps: dict) ->
     from trainables.failures import DETERMINISTIC, one_line
     from trainables.session import TuneSession
     from trainables.tracking import ensure_run
-    from trainables.trainable import _root_cause, complete_trial, drain_seconds, fail_trial, outbox_dir
+    from trainables.trainable import complete_trial, fail_trial, loop_tracking, outbox_dir, root_cause
 
     run_id = ensure_run(cfg, info)
     reopen_run(info.uri, run_id)
     Path(storage_path, run_name).mkdir(parents=True, exist_ok=True)  # timing.json and the outbox live here
     outbox = outbox_dir(storage_path, run_name)
-    tracking = {"uri": info.uri, "run_id": run_id, "outbox": outbox, "drain_s": drain_seconds()}
+    tracking = loop_tracking(info, run_id, outbox)
     session = TuneSession()
     stamp(stamps, "trainer_start")
     try:
@@ -55,7 +55,7 @@ def run_in_process(cfg, run_name: str, storage_path: str, info, stamps: dict) ->
         session.report({"arx_failed": reason})
         fail_trial(info, run_id, outbox, reason)
     except Exception as e:  # anything else: Tune retries the trial from its last checkpoint (retries.worker)
-        reason = _root_cause(e)
+        reason = root_cause(e)
         fail_trial(info, run_id, outbox, reason, raise_=False)
         raise
     stamp(stamps, "fit_end")

@@ -22,7 +22,7 @@ from trainables.data._cache import cache_dir
 from trainables.failures import ArxTorchTrainer, one_line, user_error
 from trainables.entry import train_log_level, worker_fn
 from trainables.timing import overhead_seconds, stamp
-from trainables.tracking import (  # noqa: F401  (the trial-run functions live in tracking.py)
+from trainables.tracking import (  # the trial-run functions live in tracking.py
     REASON_TAG, STATUS_TAG, SWEEP_TAG, TrackingInfo, close_run, ensure_run, finished_metrics)
 
 
@@ -59,13 +59,13 @@ def fit_trial(cfg: TrialConfig, run_name: str, storage_path: str | Path, info: T
     stamps.setdefault("timing/trial_start", time.time())
     run_id = ensure_run(cfg, info) if info else None
     outbox = outbox_dir(storage_path, run_name)
-    tracking = {"uri": info.uri, "run_id": run_id, "outbox": outbox, "drain_s": drain_seconds()} if info else None
+    tracking = loop_tracking(info, run_id, outbox) if info else None
     trainer = make_trainer(cfg, run_name, str(storage_path), tracking, callbacks, max_failures)
     stamp(stamps, "trainer_start")
     try:
         result = trainer.fit()
     except Exception as e:  # a Train failure after its retries (none for a user error): record why, fail
-        fail_trial(info, run_id, outbox, one_line(err) if (err := user_error(e)) else _root_cause(e))
+        fail_trial(info, run_id, outbox, one_line(err) if (err := user_error(e)) else root_cause(e))
     stamp(stamps, "fit_end")
     return complete_trial(info, run_id, outbox, result.metrics, stamps, storage_path, run_name)
 
@@ -109,6 +109,11 @@ def outbox_dir(storage_path: str | Path, run_name: str) -> str | None:
     return None if "://" in str(storage_path) else str(Path(storage_path) / run_name / "mlflow_outbox")
 
 
+def loop_tracking(info: TrackingInfo, run_id: str, outbox: str | None) -> dict:
+    """What the per-worker loop needs to log to the trial's MLflow run (``RankZeroTracker``)."""
+    return {"uri": info.uri, "run_id": run_id, "outbox": outbox, "drain_s": drain_seconds()}
+
+
 def drain_seconds() -> float:
     """How long a finished trial keeps retrying undelivered MLflow writes (``ARX_TRACKING_DRAIN_S``, 60)."""
     return float(os.environ.get("ARX_TRACKING_DRAIN_S", "60"))
@@ -138,7 +143,7 @@ def close_or_queue(uri: str, run_id: str, status: str, outbox: str | None, reaso
     return len(box.queue)
 
 
-def _root_cause(e: BaseException) -> str:
+def root_cause(e: BaseException) -> str:
     while e.__cause__ is not None:
         e = e.__cause__
     text = str(e).strip().splitlines()

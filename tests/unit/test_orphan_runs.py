@@ -1,7 +1,8 @@
 """sweeps/orphan_runs.py on a real MLflow store (sqlite): only running child runs unknown to Tune become orphans."""
 from mlflow.tracking import MlflowClient
 
-from sweeps.orphan_runs import ORPHAN_TAG, close_orphan_runs
+from sweeps.orphan_runs import close_orphan_runs
+from trainables.tracking import ORPHAN_TAG
 
 
 def test_running_child_runs_without_a_tune_trial_are_marked_orphan_and_killed(tmp_path):
