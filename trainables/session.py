@@ -76,9 +76,14 @@ class TuneSession:
         return torch.device("cuda", 0) if ray.get_gpu_ids() and torch.cuda.is_available() else torch.device("cpu")
 
     def get_checkpoint(self):
+        """Tune's checkpoint for this trial, or a newer complete one this trial persisted that Tune never
+        registered (``newest_persisted``)."""
         import ray.tune
 
-        return ray.tune.get_checkpoint()
+        ckpt = ray.tune.get_checkpoint()
+        trial_dir = ray.tune.get_context().get_trial_dir()
+        newer = newest_persisted(trial_dir, ckpt.path if ckpt is not None else None)
+        return ray.tune.Checkpoint.from_directory(newer) if newer else ckpt
 
     def report(self, metrics: dict, checkpoint_dir: str | None = None) -> None:
         import ray.tune
@@ -89,3 +94,35 @@ class TuneSession:
 
     def prepare_model(self, model):
         return model
+
+
+def newest_persisted(trial_dir: str, registered: str | None) -> str | None:
+    """A checkpoint of this trial newer than ``registered`` (Tune's, or None), else None.
+
+    A Tune function trainable persists a reported checkpoint into its trial directory (``checkpoint_NNNNNN``, Tune's
+    storage layout) *before* the trial driver asks the trial for it (a separate ``save`` call); a trial killed in
+    between is restarted from the checkpoint before, and repeats an epoch it already logged to MLflow. The newest
+    ``state.pt`` in the trial directory that is complete (a zip whose central directory, written last, reads)
+    is where the killed attempt really was. Local storage only: on ``s3://``/``gs://`` Tune's checkpoint is used."""
+    import zipfile
+    from pathlib import Path
+
+    from trainables.loop import STATE_FILE
+
+    root = Path(trial_dir)
+    if "://" in trial_dir or not root.is_dir():
+        return None
+    floor = -1.0
+    if registered is not None and (Path(registered) / STATE_FILE).is_file():
+        floor = (Path(registered) / STATE_FILE).stat().st_mtime
+    states = sorted(root.glob(f"checkpoint_*/{STATE_FILE}"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for state in states:
+        if state.stat().st_mtime <= floor:
+            return None  # Tune's own checkpoint is the newest complete one
+        try:
+            with zipfile.ZipFile(state) as z:
+                if any(n.endswith("data.pkl") for n in z.namelist()):
+                    return str(state.parent)
+        except (OSError, zipfile.BadZipFile):
+            continue  # cut short by the kill: try the one before
+    return None

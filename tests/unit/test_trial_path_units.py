@@ -1,13 +1,16 @@
 """trainables/session.py ``trial_path``, trainables/inprocess.py ``trial_resources``, sweeps/retries.py and its
 Ray Tune attribute (sweeps/compat.py ``set_trial_max_failures``)."""
+import os
+
 import pytest
+import torch
 from ray.tune.experiment import Trial
 
 from sweeps.compat import set_trial_max_failures
 from sweeps.retries import UserErrorsFinal
 from trainables.errors import ConfigError
 from trainables.inprocess import trial_resources
-from trainables.session import TuneSession, trial_path
+from trainables.session import TuneSession, newest_persisted, trial_path
 
 SLOT = {"trial_slot": 1}
 
@@ -65,3 +68,29 @@ def test_tune_session_is_rank_zero_of_one_and_remembers_its_last_report():
     assert (s.rank, s.world, s.last) == (0, 1, {})
     model = object()
     assert s.prepare_model(model) is model
+
+
+def _ckpt(trial_dir, index: int, mtime: float, *, cut: bool = False) -> str:
+    d = trial_dir / f"checkpoint_{index:06d}"
+    d.mkdir()
+    torch.save({"epoch": index, "w": torch.zeros(64)}, d / "state.pt")
+    if cut:  # a copy the kill cut short: the zip's central directory (written last) is missing
+        data = (d / "state.pt").read_bytes()
+        (d / "state.pt").write_bytes(data[: len(data) // 2])
+    os.utime(d / "state.pt", (mtime, mtime))
+    return str(d)
+
+
+def test_newest_persisted_finds_the_checkpoint_tune_never_registered(tmp_path):
+    # Tune persists a reported checkpoint before the driver's `save` call registers it; a kill in between
+    # (CI: the in-process SIGKILL test, epoch 0 logged twice) restarts the trial from the checkpoint before
+    c0 = _ckpt(tmp_path, 0, 1000.0)
+    assert newest_persisted(str(tmp_path), None) == c0  # Tune registered none: the persisted one
+    assert newest_persisted(str(tmp_path), c0) is None  # Tune's is the newest: use Tune's
+    c1 = _ckpt(tmp_path, 1, 1001.0)
+    assert newest_persisted(str(tmp_path), c0) == c1
+    _ckpt(tmp_path, 2, 1002.0, cut=True)  # killed mid-copy: skipped, the one before is used
+    assert newest_persisted(str(tmp_path), c0) == c1
+    assert newest_persisted(str(tmp_path), c1) is None
+    assert newest_persisted(str(tmp_path / "none"), None) is None
+    assert newest_persisted("s3://bucket/exp/trial_1", None) is None  # remote storage: Tune's checkpoint only
