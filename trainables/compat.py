@@ -6,6 +6,8 @@ Ray release moves one.
   and swaps it in where the trainer hands the controller its arguments (``FailurePolicyTrainer``).
 - Ray Train V2 logs every ``ray.train.report`` at INFO under a logger named by a file path, out of reach of
   ``RunConfig(logging_config=...)`` (``trainables/loop.py`` quiets it through ``train_report_logger``).
+- Ray Tune's public context gives a trial its local staging directory, not the storage directory its checkpoints
+  are persisted to; ``tune_trial_storage_dir`` reads the latter from the (DeveloperAPI) storage context.
 """
 from __future__ import annotations
 
@@ -44,3 +46,16 @@ def train_report_logger():
     except ImportError:
         return None
     return getattr(context, "logger", None)
+
+
+def tune_trial_storage_dir() -> str | None:
+    """The directory a Tune function trainable's checkpoints are persisted to (``<storage>/<experiment>/<trial>``),
+    where the storage is the local filesystem (or NFS mounted as one); None on ``s3://``/``gs://`` storage or where
+    Ray keeps it elsewhere. ``ray.tune.get_context().get_trial_dir()`` is the trial's local staging directory."""
+    import ray.tune
+
+    storage = getattr(ray.tune.get_context(), "get_storage", lambda: None)()
+    fs, path = getattr(storage, "storage_filesystem", None), getattr(storage, "trial_fs_path", None)
+    if fs is None or path is None or getattr(fs, "type_name", "") != "local":
+        return None
+    return path

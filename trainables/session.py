@@ -80,9 +80,11 @@ class TuneSession:
         registered (``newest_persisted``)."""
         import ray.tune
 
+        from trainables.compat import tune_trial_storage_dir
+
         ckpt = ray.tune.get_checkpoint()
-        trial_dir = ray.tune.get_context().get_trial_dir()
-        newer = newest_persisted(trial_dir, ckpt.path if ckpt is not None else None)
+        trial_dir = tune_trial_storage_dir()
+        newer = newest_persisted(trial_dir, ckpt.path if ckpt is not None else None) if trial_dir else None
         return ray.tune.Checkpoint.from_directory(newer) if newer else ckpt
 
     def report(self, metrics: dict, checkpoint_dir: str | None = None) -> None:
@@ -103,7 +105,8 @@ def newest_persisted(trial_dir: str, registered: str | None) -> str | None:
     storage layout) *before* the trial driver asks the trial for it (a separate ``save`` call); a trial killed in
     between is restarted from the checkpoint before, and repeats an epoch it already logged to MLflow. The newest
     ``state.pt`` in the trial directory that is complete (a zip whose central directory, written last, reads)
-    is where the killed attempt really was. Local storage only: on ``s3://``/``gs://`` Tune's checkpoint is used."""
+    is where the killed attempt really was. Local storage only (``tune_trial_storage_dir``): on ``s3://``/``gs://``
+    Tune's checkpoint is used."""
     import zipfile
     from pathlib import Path
 

@@ -5,7 +5,9 @@ from its last checkpoint, ``retries.worker``) and still ends exactly where the R
 import json
 import os
 import signal
+import tempfile
 import threading
+import time
 from pathlib import Path
 
 import mlflow
@@ -14,6 +16,7 @@ import torch
 import yaml
 
 from sweeps.launch import run_sweep
+from trainables.session import newest_persisted
 from test_faults import descendant_pids, wait_for  # noqa: E402 (tests/integration is on sys.path under pytest)
 
 pytestmark = pytest.mark.integration
@@ -41,7 +44,7 @@ def trial_process_pids() -> list[int]:
 
 
 class KillAfterFirstTuneCheckpoint(threading.Thread):
-    """SIGKILL the in-process trial as soon as Tune holds its first checkpoint (epoch 0): mid-epoch 1."""
+    """SIGKILL the in-process trial as soon as its first checkpoint (epoch 0) is persisted: mid-epoch 1."""
 
     def __init__(self, exp_dir: Path):
         super().__init__(daemon=True)
@@ -49,7 +52,9 @@ class KillAfterFirstTuneCheckpoint(threading.Thread):
 
     def run(self):
         try:
-            ckpt = wait_for(lambda: sorted(self.exp_dir.glob("trial_*/checkpoint_000000/state.pt")), 600,
+            # the first checkpoint complete on disk (Tune may not have registered it yet: newest_persisted is how
+            # the restarted trial still finds it)
+            ckpt = wait_for(lambda: [t for t in self.exp_dir.glob("trial_*") if newest_persisted(str(t), None)], 600,
                             "the first Tune checkpoint", 0.02)
             assert ckpt
             pid = wait_for(lambda: trial_process_pids() and min(trial_process_pids()), 60, "the trial process", 0.05)
@@ -120,3 +125,55 @@ def test_in_process_trials_reuse_the_trial_process_and_still_repeat_exactly(ray_
     runs = client.search_runs([client.get_experiment_by_name("it-reuse").experiment_id], "tags.`arx.role` = 'trial'")
     assert len(runs) == 2 and "acc/top1" in _numbers(runs[0])
     assert _numbers(runs[0]) == _numbers(runs[1])
+
+
+def test_tune_session_resumes_from_a_checkpoint_tune_persisted_but_never_registered(ray_cluster, tmp_path,
+                                                                                     monkeypatch):
+    """CI caught it: Tune persists a function trainable's checkpoint, then registers it in a separate ``save`` call;
+    a SIGKILL in between restarted the trial from the checkpoint before (epoch 0 logged twice). The window is held
+    open here (the driver's save is delayed) so the kill always lands in it."""
+    from ray import tune
+    from ray.tune.execution.tune_controller import TuneController
+
+    def persist_then_die(config):  # nested: pickled by value for the trial process
+        """Attempt 1 reports epoch 0's checkpoint and dies once Tune has persisted it (Tune registers it only in a later
+        ``save`` call, held back by the test); attempt 2 reports what ``TuneSession`` resumes from."""
+        import threading
+        import time
+
+        from trainables.compat import tune_trial_storage_dir
+        from trainables.session import TuneSession, newest_persisted
+
+        session = TuneSession()
+        ckpt = session.get_checkpoint()
+        if ckpt is None:
+            trial_dir = tune_trial_storage_dir()
+            assert trial_dir, "tune_trial_storage_dir: Ray's storage context moved (trainables/compat.py)"
+
+            def die():
+                while not newest_persisted(trial_dir, None):
+                    time.sleep(0.01)
+                os._exit(1)
+
+            threading.Thread(target=die, daemon=True).start()
+            with tempfile.TemporaryDirectory() as d:
+                torch.save({"epoch": 0}, os.path.join(d, "state.pt"))
+                session.report({"epoch": 0, "trial_dir": trial_dir}, checkpoint_dir=d)
+            time.sleep(60)  # never reached alive: die() exits first
+        with ckpt.as_directory() as d:
+            session.report({"resumed_from_epoch": torch.load(os.path.join(d, "state.pt"))["epoch"]})
+
+    save = TuneController._schedule_trial_save  # AttributeError here: Ray renamed it, find the new save step
+
+    def late_save(self, trial, result=None):
+        time.sleep(2.0)
+        return save(self, trial, result)
+
+    monkeypatch.setattr(TuneController, "_schedule_trial_save", late_save)
+    tuner = tune.Tuner(persist_then_die, run_config=tune.RunConfig(
+        name="race", storage_path=str(tmp_path), failure_config=tune.FailureConfig(max_failures=1), verbose=0))
+    result = tuner.fit()[0]
+    assert result.error is None
+    assert result.metrics["resumed_from_epoch"] == 0  # not a fresh start
+    assert Path(result.path) == tmp_path / "race" / Path(result.path).name  # tune_trial_storage_dir's directory
+    assert (Path(result.path) / "error.txt").read_text().count("Failure # 1 ") == 1  # it did die once
