@@ -16,7 +16,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
@@ -171,7 +171,12 @@ def write_frame_report(df: pd.DataFrame, out_dir: str | Path, objectives: Any = 
                   png)[0]
 
 
-def _write(df, out_dir, objectives, picks, tracking_uri, meta, png=True) -> tuple[Path, list[Path]]:
+def _silent(_: str) -> None:
+    pass
+
+
+def _write(df, out_dir, objectives, picks, tracking_uri, meta, png=True,
+           progress: Callable[[str], None] = _silent) -> tuple[Path, list[Path]]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     a = analyse(df, objectives, picks, exclude_flagged=bool((meta or {}).get("exclude_flagged")))
@@ -182,8 +187,12 @@ def _write(df, out_dir, objectives, picks, tracking_uri, meta, png=True) -> tupl
     m.update(meta or {})
     path = out_dir / REPORT_NAME
     with tempfile.TemporaryDirectory(prefix="arx_cam_") as tmp:
+        if tracking_uri:
+            progress("reading the CAM galleries and per-image tables from MLflow…")
         gallery, gallery_png = _gallery(a, tracking_uri, out_dir, Path(tmp), png)
-        text, pngs = render(a, m, gallery, _common(a, tracking_uri), out_dir if png else None,
+        common = _common(a, tracking_uri)
+        progress("drawing the fronts and figures" + (" (HTML + PNGs)…" if png else "…"))
+        text, pngs = render(a, m, gallery, common, out_dir if png else None,
                             extra_pngs=[gallery_png] if gallery_png else [])
         path.write_text(text, encoding="utf-8")
     return path, [path, *pngs]
@@ -202,7 +211,8 @@ def _common(a: SweepAnalysis, tracking_uri: str | None):
 
 def write_report(sweep: str | None, tracking_uri: str, out_dir: str | Path | None = None, objectives: Any = None,
                  *, picks: Sequence[PickSpec] | None = None, ui_url: str | None = None,
-                 log_to_mlflow: bool = True, png: bool = True, exclude_flagged: bool = False) -> Path:
+                 log_to_mlflow: bool = True, png: bool = True, exclude_flagged: bool = False,
+                 progress: Callable[[str], None] = _silent) -> Path:
     """The report of a sweep in an MLflow store; returns the HTML path (PNGs are written beside it).
 
     ``sweep``: a sweep (experiment) name, a launch's Tune name (``default-2``) or parent run id, or None for
@@ -210,17 +220,23 @@ def write_report(sweep: str | None, tracking_uri: str, out_dir: str | Path | Non
     ``objectives`` overrides the sweep's own (metric keys or ``{"key", "direction"}`` dicts). The HTML and
     PNGs (``png=False``: none, HTML only) are logged to the parent run under ``report/`` (skipped with a warning if that fails, or when the
     sweep has no parent run). ``exclude_flagged``: leave trials flagged by the gradient-masking checks off the
-    fronts (they stay listed under "Robustness sanity"). Raises ``ArxError`` for an unknown sweep.
+    fronts (they stay listed under "Robustness sanity"). ``progress`` gets a line as each slow step starts (the
+    CLI prints them). Raises ``ArxError`` for an unknown sweep.
     """
     ref: SweepRef = resolve_sweep(tracking_uri, sweep)
+    progress("reading the sweep's trial runs from MLflow…")
     df = load_sweep_runs(tracking_uri, ref, ui_url=ui_url)
+    if "status" in df:
+        counts = df["status"].value_counts()
+        progress(f"{len(df)} trials: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
     out_dir = Path(out_dir) if out_dir is not None else Path("reports") / ref.name
     base = ui_base(tracking_uri, ui_url)
     meta = {"sweep": ref.name, "experiment": ref.experiment_name, "parent_run_id": ref.parent_run_id or "",
             "parent_link": run_link(base, ref.experiment_id, ref.parent_run_id), "constraints": ref.constraints,
             "exclude_flagged": exclude_flagged}
-    path, files = _write(df, out_dir, objectives, picks, tracking_uri, meta, png)
+    path, files = _write(df, out_dir, objectives, picks, tracking_uri, meta, png, progress)
     if log_to_mlflow and ref.parent_run_id:
+        progress(f"logging the report ({len(files)} files) to the sweep's MLflow parent run…")
         try:
             from mlflow.tracking import MlflowClient
 

@@ -17,7 +17,8 @@ def run_report(sweep: str | None, results: Path, out: Path | None, exclude_flagg
     out_dir = out or results / "reports" / ref.name
     console.print(f"arx report: sweep {ref.name!r} from {uri}")
     engage()  # matplotlib / plotly / MLflow messages go to the log file under the CLI
-    html = write_report(sweep or ref.name, uri, out_dir, exclude_flagged=exclude_flagged)
+    html = write_report(sweep or ref.name, uri, out_dir, exclude_flagged=exclude_flagged,
+                        progress=lambda line: console.print(f"  {line}"))
     console.print(f"report: {html.resolve()}\n  open it in a browser (file://{html.resolve()}); "
                   f"also logged to the sweep's MLflow parent run")
     return html

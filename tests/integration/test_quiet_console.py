@@ -41,3 +41,12 @@ def test_default_sweep_console_is_arx_only(tmp_path):
     assert "Configuration for experiment" in text and "tensorboard --logdir" in text, text[-3000:]
     # (single-worker trials run in their Tune trial process, `tune_trial`; Ray Train trials in its actors)
     assert re.search(r"\((tune_trial|TrainController|RayTrainWorker|PlacementGroupCleaner|raylet)[^)]*\)", text), text[-3000:]
+    # `arx report` on the same results: its steps and the report path, nothing from matplotlib / plotly / MLflow
+    rep = subprocess.run([sys.executable, "-m", "sweeps.cli", "report", "--results", str(res)], capture_output=True,
+                         text=True, env=env, timeout=600, cwd=tmp_path)
+    assert rep.returncode == 0, rep.stdout[-3000:] + rep.stderr[-3000:]
+    lines = (rep.stdout + rep.stderr).splitlines()
+    assert not [line for line in lines if any(s in line for s in RAY_INTERNALS + ["INFO", "mlflow.store", "mlflow.tracking", "Matplotlib"])], lines
+    steps = [line.strip() for line in lines if line.startswith("  ") and line.strip().endswith("…")]
+    assert [s.split(" ")[0] for s in steps] == ["reading", "reading", "drawing", "logging"], lines
+    assert any(line.startswith("report: ") and line.endswith("report.html") for line in lines), lines

@@ -24,8 +24,18 @@ def report(store):
     from analysis.report import write_report
 
     out = store["root"] / "reports" / "shapes_test"
-    path = write_report("shapes_test", store["uri"], out)
+    PROGRESS.clear()
+    path = write_report("shapes_test", store["uri"], out, progress=PROGRESS.append)
     return path
+
+
+PROGRESS: list[str] = []
+
+
+def test_report_says_each_slow_step_as_it_starts(report):
+    assert [line.split(" ")[0] for line in PROGRESS] == ["reading", str(len(TRIALS)), "reading", "drawing", "logging"]
+    assert PROGRESS[1] == f"{len(TRIALS)} trials: {len(TRIALS) - 1} completed, 1 failed"
+    assert PROGRESS[4].startswith(f"logging the report ({len(list(report.parent.glob('*.png'))) + 1} files)")
 
 
 def test_load_runs(store):
