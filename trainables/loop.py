@@ -15,6 +15,8 @@ import re
 import tempfile
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import ray
 import torch
@@ -163,6 +165,29 @@ def _quiet_report_logs() -> None:
         logger.setLevel(train_log_level())
 
 
+class Parts(NamedTuple):
+    """Everything a checkpoint holds besides the epoch (``save_state(d, *parts, epoch)``)."""
+    model: torch.nn.Module
+    optimizer: Any
+    scheduler: Any
+    scaler: Any
+    regime: Any
+
+
+@dataclass
+class Worker:
+    """What the loop's steps share: the runtime, the trial, its data, its tracker and its phase stamps."""
+    session: Any
+    cfg: TrialConfig
+    device: torch.device
+    tracker: RankZeroTracker
+    stamps: dict
+    data: Any = None
+    train_set: Any = None
+    test_set: Any = None
+    t_trial: float = 0.0
+
+
 def train_fn_per_worker(loop_config: dict, stamps: dict | None = None, session=None) -> None:
     """The per-worker loop (entered through ``trainables/entry.py``). ``loop_config``: {"trial": TrialConfig dict,
     "tracking": {...}}; ``stamps``: the entry's phase stamps (``trainables/timing.py``), sent with the final result;
@@ -174,75 +199,101 @@ def train_fn_per_worker(loop_config: dict, stamps: dict | None = None, session=N
         _quiet_report_logs()
         session = TrainSession()
     cfg = TrialConfig.parse(loop_config["trial"])  # validated again at the process boundary
-    rank, world = session.rank, session.world
-    device = session.device()
-    tracker = RankZeroTracker(loop_config.get("tracking"), rank)
-    tracker.set_tags({NODE_ID_TAG: ray.get_runtime_context().get_node_id()})
-    data = build_dataset(cfg.dataset, loop_config.get("data_cache"))
-    train_set, test_set = data.split("train"), data.split("test")
-    stamp(stamps, "data_built")
+    w = Worker(session, cfg, session.device(), RankZeroTracker(loop_config.get("tracking"), session.rank), stamps)
+    w.tracker.set_tags({NODE_ID_TAG: ray.get_runtime_context().get_node_id()})
+    _open_data(w, loop_config.get("data_cache"))
+    parts, start = _build_parts(w)
+    w.t_trial = time.perf_counter()
+    stamp(stamps, "loop_start")
+    logs = _train_epochs(w, parts, start)
+    if logs is not None:  # None: a non-finite loss, reported as the trial's failure
+        _evaluate_and_finish(w, parts, logs)
+
+
+def _open_data(w: Worker, cache: str | None) -> None:
+    """The trial's dataset and both splits (decoded here); tags what they left out (skipped corrupt files, pets
+    without a box)."""
+    w.data = data = build_dataset(w.cfg.dataset, cache)
+    w.train_set, w.test_set = data.split("train"), data.split("test")
+    stamp(w.stamps, "data_built")
     if skipped := sum(map(len, data.skipped.values())):  # dataset.skip_corrupt left files out
-        tracker.set_tags({SKIPPED_CORRUPT_TAG: skipped})
+        w.tracker.set_tags({SKIPPED_CORRUPT_TAG: skipped})
     if (unboxed := getattr(data, "unboxed", {}).get("test")) is not None:  # pets boxes: whole, no cat/dog box
-        tracker.set_tags({UNBOXED_TAG: unboxed})
+        w.tracker.set_tags({UNBOXED_TAG: unboxed})
+
+
+def _build_parts(w: Worker) -> tuple[Parts, int]:
+    """Model, optimizer, scheduler, scaler and regime on the device, restored from the session's checkpoint if it
+    has one; and the first epoch to run."""
+    cfg, device = w.cfg, w.device
     torch.manual_seed(cfg.seed)  # the same initialisation on every rank
-    model, regime = build_model_and_regime(cfg, data.num_classes, data.in_chans)
+    model, regime = build_model_and_regime(cfg, w.data.num_classes, w.data.in_chans)
     model = model.to(device)
     if device.type == "cuda" and cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg.optim, model.parameters())
-    scheduler = build_scheduler(cfg.optim, optimizer)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.optim.amp and device.type == "cuda")
-    start = 0
-    if (ckpt := session.get_checkpoint()) is not None:
-        start = load_state(ckpt, model, optimizer, scheduler, scaler, regime)
+    parts = Parts(model, optimizer, build_scheduler(cfg.optim, optimizer),
+                  torch.amp.GradScaler(device.type, enabled=cfg.optim.amp and device.type == "cuda"), regime)
+    ckpt = w.session.get_checkpoint()
+    return parts, (load_state(ckpt, *parts) if ckpt is not None else 0)
+
+
+def _train_epochs(w: Worker, parts: Parts, start: int) -> dict[str, float] | None:
+    """Epochs ``start..epochs-1``, each logged, rung-evaluated and reported (with a checkpoint when due); the last
+    epoch's logs, or None after a non-finite loss (the trial is then reported as failed)."""
+    cfg, session, stamps = w.cfg, w.session, w.stamps
+    model, optimizer, scheduler, scaler, regime = parts
     ddp_model = session.prepare_model(model)
-    t_trial = time.perf_counter()
-    stamp(stamps, "loop_start")
     logs: dict[str, float] = {}
     for epoch in range(start, cfg.optim.epochs):
         t0 = time.perf_counter()
-        loader = _loader(train_set, cfg, rank, world, epoch)
+        loader = _loader(w.train_set, cfg, session.rank, session.world, epoch)
         regime.start_epoch(epoch, cfg.optim.epochs)
         try:
-            logs = train_epoch(ddp_model, regime, optimizer, loader, device, cfg, scaler, epoch, world,
+            logs = train_epoch(ddp_model, regime, optimizer, loader, w.device, cfg, scaler, epoch, session.world,
                                None if stamps.get("timing/first_step") else lambda: stamp(stamps, "first_step"))
         except NonFiniteLoss as e:
-            tracker.fail(str(e))
+            w.tracker.fail(str(e))
             session.report({"epoch": epoch, "arx_failed": str(e)})
-            return
+            return None
         scheduler.step()
         dt = time.perf_counter() - t0
         logs |= {"train/epoch_time": dt, "train/images_per_s": logs["train/images"] / dt,
                  "train/lr": optimizer.param_groups[0]["lr"], **regime.epoch_logs()}
-        logs |= rung_metrics(cfg, epoch, model, regime, device, test_set, data.num_classes, rank, world,
-                             time.perf_counter() - t_trial)  # {} unless a rung epoch (trainables/rungs.py)
-        tracker.log_metrics(logs, step=epoch)
-        _report_epoch(session, cfg, epoch, logs, model, optimizer, scheduler, scaler, regime)
-    model.eval()
-    ectx = EvalContext(model=regime.eval_model(unwrap(model)), cfg=cfg, regime=regime, device=device,
-                       num_classes=data.num_classes)
-    final = evaluate(ectx, test_set, rank, world)
-    final["cost/device_seconds"] = (time.perf_counter() - t_trial) * world
-    stamp(stamps, "eval_end")
-    tracker.finish(final, ectx.tags, ectx.artifacts, ectx.settings)
-    # Train V2 keeps only metrics attached to checkpoints: the final result carries one (the final state)
+        logs |= rung_metrics(cfg, epoch, model, regime, w.device, w.test_set, w.data.num_classes, session.rank,
+                             session.world, time.perf_counter() - w.t_trial)  # {} unless a rung epoch (rungs.py)
+        w.tracker.log_metrics(logs, step=epoch)
+        _report_epoch(session, cfg, epoch, logs, parts)
+    return logs
+
+
+def _evaluate_and_finish(w: Worker, parts: Parts, logs: dict[str, float]) -> None:
+    """The final evaluation, logged to MLflow, and the final report with the final state as its checkpoint (Train
+    V2 keeps only metrics attached to checkpoints)."""
+    cfg, session, rank = w.cfg, w.session, w.session.rank
+    parts.model.eval()
+    ectx = EvalContext(model=parts.regime.eval_model(unwrap(parts.model)), cfg=cfg, regime=parts.regime,
+                       device=w.device, num_classes=w.data.num_classes)
+    final = evaluate(ectx, w.test_set, rank, session.world)
+    final["cost/device_seconds"] = (time.perf_counter() - w.t_trial) * session.world
+    stamp(w.stamps, "eval_end")
+    w.tracker.finish(final, ectx.tags, ectx.artifacts, ectx.settings)
     final_metrics = {**logs, "epoch": cfg.optim.epochs, "arx_done": True, **final,
-                     "arx_tracking_pending": tracker.pending}  # MLflow writes left for `arx sync`
+                     "arx_tracking_pending": w.tracker.pending}  # MLflow writes left for `arx sync`
     with tempfile.TemporaryDirectory() as d:
         if rank == 0:
-            save_state(d, model, optimizer, scheduler, scaler, regime, cfg.optim.epochs - 1)
-        stamp(stamps, "final_report")
-        session.report(final_metrics | stamps, checkpoint_dir=d if rank == 0 else None)
+            save_state(d, *parts, cfg.optim.epochs - 1)
+        stamp(w.stamps, "final_report")
+        session.report(final_metrics | w.stamps, checkpoint_dir=d if rank == 0 else None)
 
 
-def _report_epoch(session, cfg, epoch, logs, model, optimizer, scheduler, scaler, regime) -> None:
+def _report_epoch(session, cfg, epoch, logs, parts: Parts) -> None:
     metrics = {"epoch": epoch, **logs}
     last = epoch == cfg.optim.epochs - 1
     if (epoch + 1) % cfg.checkpoint.every_epochs == 0 or last:
         with tempfile.TemporaryDirectory() as d:
             if session.rank == 0:
-                save_state(d, model, optimizer, scheduler, scaler, regime, epoch)
+                save_state(d, *parts, epoch)
             session.report(metrics, checkpoint_dir=d if session.rank == 0 else None)
     else:
         session.report(metrics)
