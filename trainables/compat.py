@@ -7,7 +7,8 @@ Ray release moves one.
 - Ray Train V2 logs every ``ray.train.report`` at INFO under a logger named by a file path, out of reach of
   ``RunConfig(logging_config=...)`` (``trainables/loop.py`` quiets it through ``train_report_logger``).
 - Ray Tune's public context gives a trial its local staging directory, not the storage directory its checkpoints
-  are persisted to; ``tune_trial_storage_dir`` reads the latter from the (DeveloperAPI) storage context.
+  are persisted to; ``tune_trial_storage_dir`` (and ``train_run_storage_dir`` for a Ray Train run) read the latter
+  from the (DeveloperAPI) storage context.
 """
 from __future__ import annotations
 
@@ -54,8 +55,19 @@ def tune_trial_storage_dir() -> str | None:
     Ray keeps it elsewhere. ``ray.tune.get_context().get_trial_dir()`` is the trial's local staging directory."""
     import ray.tune
 
-    storage = getattr(ray.tune.get_context(), "get_storage", lambda: None)()
-    fs, path = getattr(storage, "storage_filesystem", None), getattr(storage, "trial_fs_path", None)
+    return _local(getattr(ray.tune.get_context(), "get_storage", lambda: None)(), "trial_fs_path")
+
+
+def train_run_storage_dir() -> str | None:
+    """The directory a Ray Train V2 run's checkpoints are persisted to (``<storage>/<run name>``), on local storage;
+    None otherwise (see ``tune_trial_storage_dir``)."""
+    import ray.train
+
+    return _local(getattr(ray.train.get_context(), "get_storage", lambda: None)(), "experiment_fs_path")
+
+
+def _local(storage, attr: str) -> str | None:
+    fs, path = getattr(storage, "storage_filesystem", None), getattr(storage, attr, None)
     if fs is None or path is None or getattr(fs, "type_name", "") != "local":
         return None
     return path

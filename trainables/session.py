@@ -43,9 +43,21 @@ class TrainSession:
         return ray.train.torch.get_device()
 
     def get_checkpoint(self):
+        """Ray Train's checkpoint for this run, or a newer complete one rank 0 persisted that the controller never
+        registered (``newest_persisted``); rank 0 decides and every rank resumes from the same one."""
         import ray.train
 
-        return ray.train.get_checkpoint()
+        from trainables.compat import train_run_storage_dir
+
+        ckpt = ray.train.get_checkpoint()
+        newer = None
+        if self.rank == 0 and (run_dir := train_run_storage_dir()):
+            newer = newest_persisted(run_dir, ckpt.path if ckpt is not None else None)
+        if self.world > 1:
+            from ray.train.collective import broadcast_from_rank_zero
+
+            newer = broadcast_from_rank_zero(newer)
+        return ray.train.Checkpoint.from_directory(newer) if newer else ckpt
 
     def report(self, metrics: dict, checkpoint_dir: str | None = None) -> None:
         import ray.train
@@ -102,10 +114,11 @@ def newest_persisted(trial_dir: str, registered: str | None) -> str | None:
     """A checkpoint of this trial newer than ``registered`` (Tune's, or None), else None.
 
     A Tune function trainable persists a reported checkpoint into its trial directory (``checkpoint_NNNNNN``, Tune's
-    storage layout) *before* the trial driver asks the trial for it (a separate ``save`` call); a trial killed in
+    storage layout) *before* the trial driver asks the trial for it (a separate ``save`` call), and a Ray Train
+    worker persists one into the run directory before the controller's next poll registers it; a trial killed in
     between is restarted from the checkpoint before, and repeats an epoch it already logged to MLflow. The newest
     ``state.pt`` in the trial directory that is complete (a zip whose central directory, written last, reads)
-    is where the killed attempt really was. Local storage only (``tune_trial_storage_dir``): on ``s3://``/``gs://``
+    is where the killed attempt really was. Local storage only (``trainables/compat.py``): on ``s3://``/``gs://``
     Tune's checkpoint is used."""
     import zipfile
     from pathlib import Path

@@ -150,6 +150,48 @@ def _truncated_pets(tmp_path: Path) -> tuple[Path, Path]:
     return root, bad
 
 
+def test_ddp_run_resumes_from_a_checkpoint_persisted_but_never_registered(ray_cluster, tmp_path):
+    """A Ray Train worker persists its checkpoint, then the controller registers it at its next poll: rank 0 dying
+    in between (here: right after ``report`` returns) restarted the run from the checkpoint before. With
+    ``TrainSession`` rank 0 finds the persisted one and every rank resumes from it (2 workers: the decision is
+    broadcast)."""
+    import tempfile
+
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    attempts = tmp_path / "attempts.txt"
+
+    def persist_then_die(config):  # nested: pickled by value for the workers
+        from trainables.session import TrainSession
+
+        session = TrainSession()
+        ckpt = session.get_checkpoint()
+        if ckpt is None:
+            if session.rank == 0:
+                with attempts.open("a") as f:
+                    f.write("fresh\n")
+            with tempfile.TemporaryDirectory() as d:
+                if session.rank == 0:
+                    torch.save({"epoch": 0}, os.path.join(d, STATE_FILE))
+                session.report({"epoch": 0}, checkpoint_dir=d if session.rank == 0 else None)
+            if session.rank == 0:
+                os._exit(1)  # before the controller's next poll registers the checkpoint
+            time.sleep(120)  # rank 1: torn down with the group
+        with ckpt.as_directory() as d:
+            epoch = torch.load(os.path.join(d, STATE_FILE), weights_only=True)["epoch"]
+        if session.rank == 0:
+            with attempts.open("a") as f:
+                f.write(f"resumed {epoch}\n")
+
+    trainer = TorchTrainer(persist_then_die, scaling_config=ray.train.ScalingConfig(num_workers=2),
+                           run_config=ray.train.RunConfig(name="race", storage_path=str(tmp_path),
+                                                          failure_config=ray.train.FailureConfig(max_failures=1)))
+    result = trainer.fit()
+    assert result.error is None
+    assert attempts.read_text().splitlines() == ["fresh", "resumed 0"]  # not a second fresh start
+
+
 def test_dataset_error_in_a_worker_fails_at_once_without_retry(ray_cluster, tmp_path):
     """A truncated image: the worker's DatasetError fails the trial on the first attempt (max_failures=3
     would allow 3 retries), with the one-line reason naming the file in the exception and on the MLflow run."""
