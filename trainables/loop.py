@@ -101,12 +101,15 @@ def train_epoch(model, regime, optimizer, loader, device, cfg: TrialConfig, scal
     return logs | {"train/images": total}
 
 
-def save_state(path: str, model, optimizer, scheduler, scaler, regime, epoch: int) -> None:
+def save_state(path: str, model, optimizer, scheduler, scaler, regime, epoch: int,
+               report: dict | None = None) -> None:
     """Tensors and plain values only (``read_state`` loads with ``weights_only=True``); the RNG states
-    make a restarted epoch draw what the uninterrupted run drew."""
+    make a restarted epoch draw what the uninterrupted run drew. ``report``: the epoch's reported metrics, sent
+    again by a trial that resumes from this checkpoint before Ray registered it (``_report_again``)."""
+    numbers = {k: v for k, v in (report or {}).items() if isinstance(v, (int, float))}
     torch.save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "regime": regime.state_dict(), "epoch": epoch, "rng": _rng_state()},
+                "regime": regime.state_dict(), "epoch": epoch, "rng": _rng_state(), "report": numbers},
                os.path.join(path, STATE_FILE))
 
 
@@ -235,7 +238,24 @@ def _build_parts(w: Worker) -> tuple[Parts, int]:
     parts = Parts(model, optimizer, build_scheduler(cfg.optim, optimizer),
                   torch.amp.GradScaler(device.type, enabled=cfg.optim.amp and device.type == "cuda"), regime)
     ckpt = w.session.get_checkpoint()
-    return parts, (load_state(ckpt, *parts) if ckpt is not None else 0)
+    if ckpt is None:
+        return parts, 0
+    start = load_state(ckpt, *parts)
+    if w.session.unregistered:
+        _report_again(w.session, ckpt)
+    return parts, start
+
+
+def _report_again(session, ckpt) -> None:
+    """Report a checkpoint's epoch once more (without the checkpoint) when Ray never registered the checkpoint
+    (``trainables/session.py`` ``newest_persisted``): the killed attempt's report of that epoch may never have
+    reached Tune, whose early-stopping scheduler decides at rung epochs. The scheduler keeps one decision per rung
+    and trial, so a report it had already seen changes nothing. Every rank calls it (Ray Train's report is
+    collective); the session's choice of checkpoint is the same on every rank."""
+    with ckpt.as_directory() as d:
+        report = read_state(os.path.join(d, STATE_FILE)).get("report")
+    if report:
+        session.report(report)
 
 
 def _train_epochs(w: Worker, parts: Parts, start: int) -> dict[str, float] | None:
@@ -293,7 +313,7 @@ def _report_epoch(session, cfg, epoch, logs, parts: Parts) -> None:
     if (epoch + 1) % cfg.checkpoint.every_epochs == 0 or last:
         with tempfile.TemporaryDirectory() as d:
             if session.rank == 0:
-                save_state(d, *parts, epoch)
+                save_state(d, *parts, epoch, report=metrics)
             session.report(metrics, checkpoint_dir=d if session.rank == 0 else None)
     else:
         session.report(metrics)

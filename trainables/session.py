@@ -31,6 +31,8 @@ def trial_path(num_workers: int, env: str | None = None) -> str:
 class TrainSession:
     """A Ray Train worker's view of its run."""
 
+    unregistered = False  # set by get_checkpoint: resuming from a checkpoint Ray never registered
+
     def __init__(self):
         import ray.train
 
@@ -57,6 +59,7 @@ class TrainSession:
             from ray.train.collective import broadcast_from_rank_zero
 
             newer = broadcast_from_rank_zero(newer)
+        self.unregistered = bool(newer)
         return ray.train.Checkpoint.from_directory(newer) if newer else ckpt
 
     def report(self, metrics: dict, checkpoint_dir: str | None = None) -> None:
@@ -76,6 +79,7 @@ class TuneSession:
     driver in the same process knows how the loop ended."""
 
     rank, world = 0, 1
+    unregistered = False  # set by get_checkpoint, as in TrainSession
 
     def __init__(self):
         self.last: dict = {}
@@ -97,6 +101,7 @@ class TuneSession:
         ckpt = ray.tune.get_checkpoint()
         trial_dir = tune_trial_storage_dir()
         newer = newest_persisted(trial_dir, ckpt.path if ckpt is not None else None) if trial_dir else None
+        self.unregistered = bool(newer)
         return ray.tune.Checkpoint.from_directory(newer) if newer else ckpt
 
     def report(self, metrics: dict, checkpoint_dir: str | None = None) -> None:

@@ -86,3 +86,37 @@ def test_truncated_and_foreign_checkpoints_are_one_line_errors(tmp_path):
     path.unlink()
     with pytest.raises(CheckpointError, match="cannot read"):
         read_state(str(path))
+
+
+class _Session:
+    """The loop's session interface (trainables/session.py) around a checkpoint directory; records reports."""
+    rank, world = 0, 1
+
+    def __init__(self, path, unregistered: bool):
+        self.path, self.unregistered, self.reports = path, unregistered, []
+
+    def get_checkpoint(self):
+        return _checkpoint(self.path)
+
+    def report(self, metrics, checkpoint_dir=None):
+        self.reports.append((metrics, checkpoint_dir))
+
+
+@pytest.mark.parametrize("unregistered", [True, False])
+def test_resuming_from_an_unregistered_checkpoint_reports_its_epoch_again(tmp_path, unregistered):
+    # the killed attempt's report of a rung epoch may never have reached Tune's early-stopping scheduler
+    from types import SimpleNamespace
+
+    from trainables.loop import Worker, _build_parts
+
+    model, opt, sched, scaler, reg = _parts()
+    epoch_report = {"epoch": 1, "rung": 2, "rung/acc/top1": 0.5, "train/loss": 1.25, "note": "not a number"}
+    save_state(str(tmp_path), model, opt, sched, scaler, reg, epoch=1, report=epoch_report)
+    session = _Session(tmp_path, unregistered)
+    cfg = TrialConfig.parse({"regime": {"name": "standard"}, "optim": {"optimizer": "adam", "epochs": 4}})
+    w = Worker(session, cfg, torch.device("cpu"), tracker=None, stamps={},
+               data=SimpleNamespace(num_classes=4, in_chans=3))
+    _, start = _build_parts(w)
+    assert start == 2
+    again = [({k: v for k, v in epoch_report.items() if k != "note"}, None)]
+    assert session.reports == (again if unregistered else [])  # numbers only, and no checkpoint
