@@ -133,13 +133,16 @@ def newest_persisted(trial_dir: str, registered: str | None) -> str | None:
     root = Path(trial_dir)
     if "://" in trial_dir or not root.is_dir():
         return None
-    floor = -1.0
-    if registered is not None and (Path(registered) / STATE_FILE).is_file():
-        floor = (Path(registered) / STATE_FILE).stat().st_mtime
-    states = sorted(root.glob(f"checkpoint_*/{STATE_FILE}"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for state in states:
-        if state.stat().st_mtime <= floor:
-            return None  # Tune's own checkpoint is the newest complete one
+    def mtime(path: Path) -> float:  # -1: gone (deleted while we look) or unreadable
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            return -1.0
+
+    floor = mtime(Path(registered) / STATE_FILE) if registered is not None else -1.0
+    for state in sorted(root.glob(f"checkpoint_*/{STATE_FILE}"), key=mtime, reverse=True):
+        if mtime(state) <= floor:
+            return None  # Ray's own checkpoint is the newest complete one (or nothing newer is readable)
         try:
             with zipfile.ZipFile(state) as z:
                 if any(n.endswith("data.pkl") for n in z.namelist()):

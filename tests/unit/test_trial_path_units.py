@@ -92,5 +92,9 @@ def test_newest_persisted_finds_the_checkpoint_tune_never_registered(tmp_path):
     _ckpt(tmp_path, 2, 1002.0, cut=True)  # killed mid-copy: skipped, the one before is used
     assert newest_persisted(str(tmp_path), c0) == c1
     assert newest_persisted(str(tmp_path), c1) is None
+    (tmp_path / "checkpoint_000009").mkdir()  # a state.pt that vanishes while we look (a dangling link here)
+    (tmp_path / "checkpoint_000009" / "state.pt").symlink_to(tmp_path / "gone.pt")
+    assert newest_persisted(str(tmp_path), c0) == c1
+    assert newest_persisted(str(tmp_path), None) == c1
     assert newest_persisted(str(tmp_path / "none"), None) is None
     assert newest_persisted("s3://bucket/exp/trial_1", None) is None  # remote storage: Tune's checkpoint only
